@@ -1,0 +1,1 @@
+//! Being built in its own issue; empty until it lands.

@@ -1,0 +1,166 @@
+//! Benchmark of parse_stl + check on a generated 1M+ triangle closed torus, against
+//! `admesh --exact` on the same file when admesh is on PATH. Prints figures; not a test.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fabrouter_mesh::{Limits, Mesh, StlFormat, check, parse_stl, to_binary_stl};
+
+/// Torus resolution: 2 * MAJOR * MINOR triangles (1,036,800).
+const MAJOR: usize = 1440;
+const MINOR: usize = 360;
+const RUNS: usize = 7;
+const ADMESH_RUNS: usize = 3;
+
+fn torus() -> Mesh {
+    let (big_r, small_r) = (40.0f64, 12.0f64);
+    let point = |i: usize, j: usize| {
+        let u = (i % MAJOR) as f64 / MAJOR as f64 * std::f64::consts::TAU;
+        let v = (j % MINOR) as f64 / MINOR as f64 * std::f64::consts::TAU;
+        let r = big_r + small_r * v.cos();
+        [
+            (r * u.cos()) as f32,
+            (r * u.sin()) as f32,
+            (small_r * v.sin()) as f32,
+        ]
+    };
+    let mut triangles = Vec::with_capacity(2 * MAJOR * MINOR);
+    for i in 0..MAJOR {
+        for j in 0..MINOR {
+            let (a, b, c, d) = (
+                point(i, j),
+                point(i + 1, j),
+                point(i + 1, j + 1),
+                point(i, j + 1),
+            );
+            triangles.push([a, b, c]);
+            triangles.push([a, c, d]);
+        }
+    }
+    let normals = vec![[0.0; 3]; triangles.len()];
+    Mesh {
+        triangles,
+        normals,
+        format: StlFormat::Binary,
+        header: "fabrouter torus benchmark".to_string(),
+        solids: 1,
+    }
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// "median X ms (min Y ms)": the median is the figure asked for; the minimum is the least
+/// disturbed by other work on a shared machine.
+fn figure(v: &[Duration]) -> String {
+    let min = v.iter().min().copied().unwrap_or_default();
+    format!("median {:.1} ms (min {:.1} ms)", ms(median(v)), ms(min))
+}
+
+fn main() {
+    let mesh = torus();
+    let bytes = to_binary_stl(&mesh);
+    let mut file = tempfile::Builder::new()
+        .suffix(".stl")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(&bytes).expect("write temp STL");
+    file.flush().expect("flush temp STL");
+    println!(
+        "torus: {} triangles, {} bytes, {}",
+        mesh.triangles.len(),
+        bytes.len(),
+        file.path().display()
+    );
+
+    let limits = Limits::default();
+    let mut read_times = Vec::new();
+    let mut parse_times = Vec::new();
+    let mut check_times = Vec::new();
+    let mut total_times = Vec::new();
+    let mut last = None;
+    for _ in 0..RUNS {
+        // Reading the file is part of the job, as it is for admesh.
+        let start = Instant::now();
+        let data = std::fs::read(file.path()).expect("read temp STL");
+        let read_at = Instant::now();
+        let parsed = parse_stl(&data, &limits).expect("parse");
+        let parsed_at = Instant::now();
+        let report = check(&parsed);
+        let done = Instant::now();
+        read_times.push(read_at - start);
+        parse_times.push(parsed_at - read_at);
+        check_times.push(done - parsed_at);
+        total_times.push(done - start);
+        last = Some(report);
+    }
+    let parse_check: Vec<Duration> = parse_times
+        .iter()
+        .zip(&check_times)
+        .map(|(p, c)| *p + *c)
+        .collect();
+    if let Some(r) = last {
+        println!(
+            "report: vertices {} shells {} boundary edges {} volume {:.1} mm3 verdict {:?}",
+            r.vertices, r.shells, r.boundary_edges, r.signed_volume_mm3, r.verdict
+        );
+    }
+    println!(
+        "fabrouter-mesh ({RUNS} runs, {} threads):\n  read file      {}\n  parse_stl      {}\n  check          {}\n  parse+check    {}\n  read+parse+check {}",
+        rayon::current_num_threads(),
+        figure(&read_times),
+        figure(&parse_times),
+        figure(&check_times),
+        figure(&parse_check),
+        figure(&total_times),
+    );
+
+    let mut admesh_times = Vec::new();
+    for _ in 0..ADMESH_RUNS {
+        let start = Instant::now();
+        match Command::new("admesh")
+            .arg("--exact")
+            .arg(file.path())
+            .output()
+        {
+            Ok(out) if out.status.success() => admesh_times.push(start.elapsed()),
+            Ok(out) => {
+                println!("admesh failed: {}", String::from_utf8_lossy(&out.stderr));
+                break;
+            }
+            Err(_) => {
+                println!("admesh not on PATH: no comparison (apt-get install -y admesh)");
+                break;
+            }
+        }
+    }
+    if admesh_times.len() == ADMESH_RUNS {
+        let theirs = median(&admesh_times);
+        let theirs_min = admesh_times.iter().min().copied().unwrap_or_default();
+        let ratio = |ours: &[Duration]| {
+            let best = ours.iter().min().copied().unwrap_or_default();
+            format!(
+                "{:.1}x by medians, {:.1}x by minimums",
+                theirs.as_secs_f64() / median(ours).as_secs_f64(),
+                theirs_min.as_secs_f64() / best.as_secs_f64()
+            )
+        };
+        println!(
+            "admesh --exact (reads the file, checks): {} ({ADMESH_RUNS} runs)",
+            figure(&admesh_times)
+        );
+        println!("speed-up, parse+check vs admesh: {}", ratio(&parse_check));
+        println!(
+            "speed-up, read+parse+check vs admesh: {}",
+            ratio(&total_times)
+        );
+    }
+}

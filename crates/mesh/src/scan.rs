@@ -1,0 +1,280 @@
+//! A guard that watches an upload as it streams in and stops it as soon as a limit is provably
+//! broken, so the server never buffers a file it would refuse anyway.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ScanError;
+use crate::parse::{binary_count, starts_with_solid};
+use crate::{Limits, StlFormat};
+
+const BINARY_PREFIX: u64 = 84;
+const BINARY_FACET: u64 = 50;
+/// `endfacet` as a big-endian word, compared against a rolling window of lower-cased bytes.
+const ENDFACET: u64 = u64::from_be_bytes(*b"endfacet");
+
+/// What the scan learned about a complete upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    pub bytes: u64,
+    /// The format the upload will be read as (by the length rule).
+    pub format: StlFormat,
+    /// Declared count (binary) or number of `endfacet` keywords seen (ASCII).
+    pub triangles: u64,
+}
+
+#[derive(Debug)]
+pub struct UploadScanner {
+    declared_size: u64,
+    limits: Limits,
+    received: u64,
+    /// The first 84 bytes, kept until the format can be decided.
+    prefix: Vec<u8>,
+    format: Option<StlFormat>,
+    declared_triangles: u64,
+    window: u64,
+    endfacets: u64,
+}
+
+impl UploadScanner {
+    /// Starts a scan of an upload announced as `declared_size` bytes.
+    pub fn new(declared_size: u64, limits: Limits) -> Result<Self, ScanError> {
+        if declared_size > limits.max_bytes {
+            return Err(ScanError::TooLarge {
+                bytes: declared_size,
+                limit: limits.max_bytes,
+            });
+        }
+        Ok(Self {
+            declared_size,
+            limits,
+            received: 0,
+            prefix: Vec::with_capacity(BINARY_PREFIX as usize),
+            format: None,
+            declared_triangles: 0,
+            window: 0,
+            endfacets: 0,
+        })
+    }
+
+    /// Takes the next chunk; errors as soon as a limit is provably exceeded.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ScanError> {
+        self.received += chunk.len() as u64;
+        if self.received > self.limits.max_bytes {
+            return Err(ScanError::TooLarge {
+                bytes: self.received,
+                limit: self.limits.max_bytes,
+            });
+        }
+        if self.received > self.declared_size {
+            return Err(ScanError::MoreThanDeclared {
+                received: self.received,
+                declared: self.declared_size,
+            });
+        }
+        if self.format.is_none() {
+            let want = BINARY_PREFIX as usize - self.prefix.len();
+            self.prefix
+                .extend_from_slice(&chunk[..chunk.len().min(want)]);
+            if self.prefix.len() == BINARY_PREFIX as usize {
+                self.decide()?;
+                // The prefix may itself contain `endfacet` text in an ASCII file.
+                let prefix = std::mem::take(&mut self.prefix);
+                if self.format == Some(StlFormat::Ascii) {
+                    self.count_endfacets(&prefix)?;
+                    self.count_endfacets(&chunk[want.min(chunk.len())..])?;
+                }
+                return Ok(());
+            }
+            return Ok(());
+        }
+        if self.format == Some(StlFormat::Ascii) {
+            self.count_endfacets(chunk)?;
+        }
+        Ok(())
+    }
+
+    fn decide(&mut self) -> Result<(), ScanError> {
+        let count = binary_count(&self.prefix).unwrap_or(0);
+        let needed = BINARY_PREFIX + BINARY_FACET * count;
+        if needed == self.declared_size {
+            if count > self.limits.max_triangles {
+                return Err(ScanError::TooManyTriangles {
+                    triangles: count,
+                    limit: self.limits.max_triangles,
+                });
+            }
+            self.format = Some(StlFormat::Binary);
+            self.declared_triangles = count;
+        } else if starts_with_solid(&self.prefix) {
+            self.format = Some(StlFormat::Ascii);
+        } else {
+            return Err(ScanError::SizeMismatch {
+                declared_size: self.declared_size,
+                declared_triangles: count,
+                needed_bytes: needed,
+            });
+        }
+        Ok(())
+    }
+
+    fn count_endfacets(&mut self, bytes: &[u8]) -> Result<(), ScanError> {
+        for &b in bytes {
+            self.window = (self.window << 8) | u64::from(b.to_ascii_lowercase());
+            if self.window == ENDFACET {
+                self.endfacets += 1;
+            }
+        }
+        if self.endfacets > self.limits.max_triangles {
+            return Err(ScanError::TooManyTriangles {
+                triangles: self.endfacets,
+                limit: self.limits.max_triangles,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the scan; the upload must have delivered exactly the declared size.
+    pub fn finish(self) -> Result<ScanSummary, ScanError> {
+        if self.received != self.declared_size {
+            return Err(ScanError::Truncated {
+                received: self.received,
+                declared: self.declared_size,
+            });
+        }
+        let format = match self.format {
+            Some(f) => f,
+            // Shorter than a binary header: only an ASCII file can be that small.
+            None if starts_with_solid(&self.prefix) => StlFormat::Ascii,
+            None => {
+                return Err(ScanError::TooShort {
+                    bytes: self.received,
+                });
+            }
+        };
+        let triangles = match format {
+            StlFormat::Binary => self.declared_triangles,
+            StlFormat::Ascii => self.endfacets + count_in(&self.prefix),
+        };
+        Ok(ScanSummary {
+            bytes: self.received,
+            format,
+            triangles,
+        })
+    }
+}
+
+/// `endfacet` occurrences in a short undecided prefix (files under 84 bytes).
+fn count_in(bytes: &[u8]) -> u64 {
+    bytes
+        .windows(8)
+        .filter(|w| w.eq_ignore_ascii_case(b"endfacet"))
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(count: u32, facets: usize) -> Vec<u8> {
+        let mut b = vec![b' '; 80];
+        b.extend_from_slice(&count.to_le_bytes());
+        b.resize(84 + 50 * facets, 0);
+        b
+    }
+
+    fn feed_all(s: &mut UploadScanner, data: &[u8], chunk: usize) -> Result<(), ScanError> {
+        data.chunks(chunk).try_for_each(|c| s.feed(c))
+    }
+
+    #[test]
+    fn binary_triangle_limit_is_known_after_84_bytes() {
+        let data = binary(10, 10);
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_triangles: 5,
+        };
+        let mut s = UploadScanner::new(data.len() as u64, limits).unwrap();
+        s.feed(&data[..50]).unwrap();
+        let err = s.feed(&data[50..90]).unwrap_err();
+        assert_eq!(
+            err,
+            ScanError::TooManyTriangles {
+                triangles: 10,
+                limit: 5
+            }
+        );
+        assert!(err.is_limit());
+    }
+
+    #[test]
+    fn binary_size_mismatch_says_which() {
+        let data = binary(100, 58);
+        let mut s = UploadScanner::new(3000, Limits::default()).unwrap();
+        let err = s.feed(&data[..100]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "file is 3,000 bytes but its header declares 100 triangles (needs 5,084); the upload size and the binary STL header disagree"
+        );
+        assert!(!err.is_limit());
+    }
+
+    #[test]
+    fn ascii_endfacets_are_counted_across_chunks() {
+        let facet = "facet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\nendloop\nENDFacet\n";
+        let text = format!("solid x\n{}endsolid x\n", facet.repeat(7));
+        for chunk in [1, 3, 7, 64, 1000] {
+            let mut s = UploadScanner::new(text.len() as u64, Limits::default()).unwrap();
+            feed_all(&mut s, text.as_bytes(), chunk).unwrap();
+            let sum = s.finish().unwrap();
+            assert_eq!(sum.triangles, 7, "chunk {chunk}");
+            assert_eq!(sum.format, StlFormat::Ascii);
+        }
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_triangles: 6,
+        };
+        let mut s = UploadScanner::new(text.len() as u64, limits).unwrap();
+        let err = feed_all(&mut s, text.as_bytes(), 5).unwrap_err();
+        assert_eq!(
+            err,
+            ScanError::TooManyTriangles {
+                triangles: 7,
+                limit: 6
+            }
+        );
+    }
+
+    #[test]
+    fn size_limits_and_truncation() {
+        let limits = Limits {
+            max_bytes: 100,
+            max_triangles: 10,
+        };
+        assert!(matches!(
+            UploadScanner::new(101, limits),
+            Err(ScanError::TooLarge { .. })
+        ));
+        let mut s = UploadScanner::new(90, limits).unwrap();
+        assert!(matches!(
+            s.feed(&[b's'; 91]),
+            Err(ScanError::MoreThanDeclared {
+                received: 91,
+                declared: 90
+            })
+        ));
+        let data = binary(1, 1);
+        let mut s = UploadScanner::new(data.len() as u64, Limits::default()).unwrap();
+        s.feed(&data[..100]).unwrap();
+        assert_eq!(
+            s.finish(),
+            Err(ScanError::Truncated {
+                received: 100,
+                declared: 134
+            })
+        );
+        let mut s = UploadScanner::new(data.len() as u64, Limits::default()).unwrap();
+        feed_all(&mut s, &data, 13).unwrap();
+        let sum = s.finish().unwrap();
+        assert_eq!((sum.format, sum.triangles), (StlFormat::Binary, 1));
+    }
+}

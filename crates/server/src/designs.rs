@@ -1,0 +1,537 @@
+//! DesignService: streamed uploads checked while they arrive, the mesh report, repair, listing,
+//! download and delete. A design belongs to the principal that uploaded it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fabrouter_api::names;
+use fabrouter_api::v1 as pb;
+use fabrouter_api::v1::design_service_server::DesignService;
+use fabrouter_mesh as mesh;
+use fabrouter_store::{DesignRecord, sha256_hex};
+use prost::Message;
+use sha2::Digest;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::State;
+use crate::auth::Principal;
+use crate::errors::{bad_request, limit_exceeded, store_status};
+
+/// Bytes per message when streaming a design back.
+const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
+/// Longest accepted file name.
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+#[derive(Clone)]
+pub struct Designs {
+    pub state: Arc<State>,
+}
+
+impl Designs {
+    /// Loads a design the caller may read: its owner, or an admin.
+    pub(crate) fn readable(&self, who: &Principal, name: &str) -> Result<DesignRecord, Status> {
+        let id = names::parse(name, "designs").ok_or_else(|| {
+            bad_request(
+                "name",
+                format!("{name:?} is not a design name like designs/{{id}}"),
+            )
+        })?;
+        let rec = self.state.store.get_design(id).map_err(store_status)?;
+        // Someone else's design answers exactly like a missing one, so ids cannot be probed.
+        match rec {
+            Some(r) if r.owner == who.id || who.is_admin() => Ok(r),
+            _ => Err(Status::not_found(format!("{name} not found"))),
+        }
+    }
+
+    async fn receive(
+        &self,
+        who: &Principal,
+        mut stream: Streaming<pb::UploadDesignRequest>,
+    ) -> Result<pb::Design, Status> {
+        who.require(
+            &[pb::Role::Designer, pb::Role::Marketplace],
+            "uploading a design",
+        )?;
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| bad_request("metadata", "the upload stream was empty"))??;
+        let Some(pb::upload_design_request::Payload::Metadata(meta)) = first.payload else {
+            return Err(bad_request(
+                "metadata",
+                "the first upload message must carry metadata (file name, declared size)",
+            ));
+        };
+        validate_metadata(&meta)?;
+        let format =
+            pb::DesignFormat::try_from(meta.format).unwrap_or(pb::DesignFormat::Unspecified);
+        if format == pb::DesignFormat::Gcode {
+            return Err(Status::unimplemented(
+                "pre-sliced G-code uploads are not accepted yet; upload the STL instead",
+            ));
+        }
+        let limits = &self.state.config.limits;
+        let mesh_limits = mesh::Limits {
+            max_bytes: limits.max_upload_bytes,
+            max_triangles: limits.max_triangles,
+        };
+        let mut scanner =
+            mesh::UploadScanner::new(meta.declared_size_bytes, mesh_limits).map_err(scan_status)?;
+        // The whole file is needed in memory to check the mesh; the budget caps how much all
+        // uploads together may hold, and the scanner stops an upload the moment it breaks a limit.
+        let permits = u32::try_from(meta.declared_size_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let _budget = self
+            .state
+            .upload_budget
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                Status::unavailable("the server is busy with other uploads; retry in a minute")
+            })?;
+        let mut bytes = Vec::with_capacity(meta.declared_size_bytes as usize);
+        let mut hasher = sha2::Sha256::new();
+        while let Some(msg) = stream.next().await {
+            let msg = msg?;
+            match msg.payload {
+                Some(pb::upload_design_request::Payload::Chunk(chunk)) => {
+                    scanner.feed(&chunk).map_err(scan_status)?;
+                    self.state.metrics.upload_bytes.inc_by(chunk.len() as u64);
+                    hasher.update(&chunk);
+                    bytes.extend_from_slice(&chunk);
+                }
+                Some(pb::upload_design_request::Payload::Metadata(_)) => {
+                    return Err(bad_request(
+                        "metadata",
+                        "metadata may only be sent once, first",
+                    ));
+                }
+                None => {}
+            }
+        }
+        scanner.finish().map_err(scan_status)?;
+        let sha = hex::encode(hasher.finalize());
+        if !meta.sha256.is_empty() && !meta.sha256.eq_ignore_ascii_case(&sha) {
+            return Err(bad_request(
+                "sha256",
+                format!(
+                    "the received bytes hash to {sha}, not the declared {}; the file changed or was corrupted in transit",
+                    meta.sha256
+                ),
+            ));
+        }
+        let (bytes, report) = tokio::task::spawn_blocking(move || {
+            let parsed = mesh::parse_stl(&bytes, &mesh_limits);
+            parsed.map(|m| (bytes, mesh_report_pb(&m)))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("mesh check failed: {e}")))?
+        .map_err(parse_status)?;
+        let rec = DesignRecord {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            owner: who.id.clone(),
+            file_name: meta.file_name.clone(),
+            size_bytes: bytes.len() as u64,
+            sha256: sha,
+            format: pb::DesignFormat::Stl as i32,
+            created_unix_ms: crate::auth::now_unix_ms(),
+            report: report.encode_to_vec(),
+            repaired_from: None,
+        };
+        self.put(rec, bytes).await
+    }
+
+    async fn put(&self, rec: DesignRecord, bytes: Vec<u8>) -> Result<pb::Design, Status> {
+        let store = self.state.store.clone();
+        let rec = tokio::task::spawn_blocking(move || store.put_design(&rec, &bytes).map(|_| rec))
+            .await
+            .map_err(|e| Status::internal(format!("storing the design failed: {e}")))?
+            .map_err(store_status)?;
+        tracing::info!(design = %rec.id, bytes = rec.size_bytes, sha256 = %rec.sha256, "design stored");
+        Ok(design_to_pb(&rec))
+    }
+
+    /// Reads a stored design's bytes whole (for repair and estimates, which need the mesh).
+    pub(crate) async fn load_bytes(&self, rec: &DesignRecord) -> Result<Vec<u8>, Status> {
+        let store = self.state.store.clone();
+        let sha = rec.sha256.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Status> {
+            let mut f = store.open_blob(&sha).map_err(store_status)?;
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut buf)
+                .map_err(|e| Status::internal(format!("reading design bytes: {e}")))?;
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+    }
+}
+
+fn validate_metadata(meta: &pb::UploadMetadata) -> Result<(), Status> {
+    if meta.file_name.trim().is_empty() {
+        return Err(bad_request("metadata.file_name", "a file name is required"));
+    }
+    if meta.file_name.len() > MAX_FILE_NAME_BYTES || meta.file_name.chars().any(char::is_control) {
+        return Err(bad_request(
+            "metadata.file_name",
+            format!(
+                "the file name must be at most {MAX_FILE_NAME_BYTES} bytes without control characters"
+            ),
+        ));
+    }
+    if meta.declared_size_bytes == 0 {
+        return Err(bad_request(
+            "metadata.declared_size_bytes",
+            "declare the file's exact size in bytes (it was 0)",
+        ));
+    }
+    if !meta.sha256.is_empty()
+        && (meta.sha256.len() != 64 || !meta.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(bad_request(
+            "metadata.sha256",
+            "sha256 must be 64 hex digits, or empty",
+        ));
+    }
+    Ok(())
+}
+
+fn scan_status(e: mesh::ScanError) -> Status {
+    if e.is_limit() {
+        limit_exceeded("upload", e.to_string())
+    } else {
+        bad_request("file", e.to_string())
+    }
+}
+
+fn parse_status(e: mesh::ParseError) -> Status {
+    if e.is_limit() {
+        limit_exceeded("upload", e.to_string())
+    } else {
+        bad_request("file", format!("not a readable STL: {e}"))
+    }
+}
+
+pub(crate) fn timestamp(unix_ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: unix_ms.div_euclid(1000),
+        nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub(crate) fn design_to_pb(rec: &DesignRecord) -> pb::Design {
+    pb::Design {
+        name: names::design(&rec.id),
+        file_name: rec.file_name.clone(),
+        size_bytes: rec.size_bytes,
+        sha256: rec.sha256.clone(),
+        format: rec.format,
+        create_time: Some(timestamp(rec.created_unix_ms)),
+        owner: format!("principals/{}", rec.owner),
+        mesh_report: pb::MeshReport::decode(rec.report.as_slice()).ok(),
+        repaired_from: rec
+            .repaired_from
+            .as_deref()
+            .map(names::design)
+            .unwrap_or_default(),
+    }
+}
+
+fn vec3(v: [f64; 3]) -> pb::Vec3 {
+    pb::Vec3 {
+        x: v[0],
+        y: v[1],
+        z: v[2],
+    }
+}
+
+/// The mesh crate's report in the API's words.
+pub fn report_to_pb(r: &mesh::MeshReport) -> pb::MeshReport {
+    let bbox = r.bounding_box;
+    pb::MeshReport {
+        triangles: r.triangles,
+        vertices: r.vertices,
+        bbox_min_mm: bbox.map(|b| vec3(b.min)),
+        bbox_max_mm: bbox.map(|b| vec3(b.max)),
+        extent_mm: bbox.map(|b| vec3(b.extent)),
+        surface_area_mm2: r.surface_area_mm2,
+        volume_mm3: r.signed_volume_mm3,
+        shells: u64::from(r.shells),
+        open_edges: r.boundary_edges,
+        hole_loops: r.holes,
+        non_manifold_edges: r.non_manifold_edges,
+        degenerate_facets: r.degenerate_facets,
+        zero_normals: r.zero_normals,
+        flipped_normals: r.opposing_normals,
+        non_unit_normals: r.non_unit_normals,
+        inconsistent_orientation_edges: r.inconsistent_edges,
+        inside_out_shells: u64::from(r.inside_out_shells),
+        non_finite_facets: r.non_finite_facets,
+        likely_unit: match r.unit.unit {
+            mesh::LengthUnit::Millimetre => pb::LengthUnit::Mm,
+            mesh::LengthUnit::Inch => pb::LengthUnit::Inch,
+            mesh::LengthUnit::Metre => pb::LengthUnit::M,
+        } as i32,
+        likely_unit_reason: r.unit.reason.clone(),
+        verdict: match r.verdict {
+            mesh::Verdict::Printable => pb::Verdict::Printable,
+            mesh::Verdict::PrintableWithWarnings => pb::Verdict::PrintableWithWarnings,
+            mesh::Verdict::NotPrintable => pb::Verdict::NotPrintable,
+        } as i32,
+        findings: r
+            .findings
+            .iter()
+            .map(|f| pb::Finding {
+                code: f.code.clone(),
+                severity: match f.severity {
+                    mesh::Severity::Info => pb::Severity::Info,
+                    mesh::Severity::Warning => pb::Severity::Warning,
+                    mesh::Severity::Error => pb::Severity::Error,
+                } as i32,
+                message: f.message.clone(),
+            })
+            .collect(),
+        stl_format: String::new(),
+        solids: 0,
+        closed_shells: u64::from(r.closed_shells),
+        unconnected_facets: r.unconnected_facets,
+        unreadable_normals: r.unreadable_normals,
+    }
+}
+
+/// The report of a parsed mesh, including what only the parse knows (format, solids).
+pub fn mesh_report_pb(m: &mesh::Mesh) -> pb::MeshReport {
+    let mut r = report_to_pb(&mesh::check(m));
+    r.stl_format = match m.format {
+        mesh::StlFormat::Binary => "binary",
+        mesh::StlFormat::Ascii => "ascii",
+    }
+    .into();
+    r.solids = m.solids;
+    r
+}
+
+type DownloadStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::DownloadDesignResponse, Status>> + Send>,
+>;
+
+#[tonic::async_trait]
+impl DesignService for Designs {
+    async fn upload_design(
+        &self,
+        request: Request<Streaming<pb::UploadDesignRequest>>,
+    ) -> Result<Response<pb::Design>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self.state.authenticate(request.metadata())?;
+            self.receive(&who, request.into_inner()).await
+        }
+        .await;
+        if let Err(e) = &res {
+            tracing::info!(code = ?e.code(), reason = e.message(), "upload refused");
+        }
+        self.state.metrics.observe("UploadDesign", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn get_design(
+        &self,
+        request: Request<pb::GetDesignRequest>,
+    ) -> Result<Response<pb::Design>, Status> {
+        let t = Instant::now();
+        let res = (|| {
+            let who = self.state.authenticate(request.metadata())?;
+            Ok(design_to_pb(&self.readable(&who, &request.get_ref().name)?))
+        })();
+        self.state.metrics.observe("GetDesign", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn list_designs(
+        &self,
+        request: Request<pb::ListDesignsRequest>,
+    ) -> Result<Response<pb::ListDesignsResponse>, Status> {
+        let t = Instant::now();
+        let res = (|| {
+            let who = self.state.authenticate(request.metadata())?;
+            let req = request.get_ref();
+            let size = crate::page_size(req.page_size, self.state.config.limits.max_page_size);
+            let after = crate::page_after(&req.page_token)?;
+            // One extra tells whether another page follows.
+            let mut recs = self
+                .state
+                .store
+                .list_designs(&who.id, after, size + 1)
+                .map_err(store_status)?;
+            let more = recs.len() > size;
+            recs.truncate(size);
+            Ok(pb::ListDesignsResponse {
+                next_page_token: if more {
+                    recs.last().map(|r| r.id.clone()).unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                designs: recs.iter().map(design_to_pb).collect(),
+            })
+        })();
+        self.state.metrics.observe("ListDesigns", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn delete_design(
+        &self,
+        request: Request<pb::DeleteDesignRequest>,
+    ) -> Result<Response<pb::DeleteDesignResponse>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self.state.authenticate(request.metadata())?;
+            let rec = self.readable(&who, &request.get_ref().name)?;
+            let store = self.state.store.clone();
+            let erased = tokio::task::spawn_blocking(move || store.delete_design(&rec.id))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(store_status)?;
+            tracing::info!(design = %request.get_ref().name, blob_erased = erased, "design deleted");
+            Ok(pb::DeleteDesignResponse {
+                blob_erased: erased,
+            })
+        }
+        .await;
+        self.state.metrics.observe("DeleteDesign", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn get_mesh_report(
+        &self,
+        request: Request<pb::GetMeshReportRequest>,
+    ) -> Result<Response<pb::MeshReport>, Status> {
+        let t = Instant::now();
+        let res = (|| {
+            let who = self.state.authenticate(request.metadata())?;
+            let rec = self.readable(&who, &request.get_ref().name)?;
+            pb::MeshReport::decode(rec.report.as_slice())
+                .map_err(|e| Status::internal(format!("stored mesh report is unreadable: {e}")))
+        })();
+        self.state.metrics.observe("GetMeshReport", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn repair_design(
+        &self,
+        request: Request<pb::RepairDesignRequest>,
+    ) -> Result<Response<pb::RepairDesignResponse>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self.state.authenticate(request.metadata())?;
+            let orig = self.readable(&who, &request.get_ref().name)?;
+            let bytes = self.load_bytes(&orig).await?;
+            let limits = mesh::Limits {
+                max_bytes: self.state.config.limits.max_upload_bytes,
+                max_triangles: self.state.config.limits.max_triangles,
+            };
+            let (repaired, summary, report) = tokio::task::spawn_blocking(move || {
+                let m = mesh::parse_stl(&bytes, &limits)?;
+                let (fixed, rr) = mesh::repair(&m);
+                let report = mesh_report_pb(&fixed);
+                Ok::<_, mesh::ParseError>((mesh::to_binary_stl(&fixed), rr, report))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(parse_status)?;
+            let stem = orig
+                .file_name
+                .rsplit_once('.')
+                .map(|(s, _)| s)
+                .unwrap_or(&orig.file_name);
+            let rec = DesignRecord {
+                id: uuid::Uuid::now_v7().simple().to_string(),
+                owner: orig.owner.clone(),
+                file_name: format!("{stem}-repaired.stl"),
+                size_bytes: repaired.len() as u64,
+                sha256: sha256_hex(&repaired),
+                format: pb::DesignFormat::Stl as i32,
+                created_unix_ms: crate::auth::now_unix_ms(),
+                report: report.encode_to_vec(),
+                repaired_from: Some(orig.id.clone()),
+            };
+            let design = self.put(rec, repaired).await?;
+            Ok(pb::RepairDesignResponse {
+                design: Some(design),
+                summary: Some(pb::RepairSummary {
+                    facets_removed: summary.degenerate_removed
+                        + summary.non_finite_removed
+                        + summary.unconnected_removed,
+                    facets_added: summary.facets_added,
+                    facets_reversed: summary.facets_reversed,
+                    normals_fixed: summary.normals_fixed,
+                    holes_filled: summary.holes_filled,
+                    degenerate_removed: summary.degenerate_removed,
+                    unconnected_removed: summary.unconnected_removed,
+                }),
+            })
+        }
+        .await;
+        self.state.metrics.observe("RepairDesign", t, &res);
+        res.map(Response::new)
+    }
+
+    type DownloadDesignStream = DownloadStream;
+
+    async fn download_design(
+        &self,
+        request: Request<pb::DownloadDesignRequest>,
+    ) -> Result<Response<Self::DownloadDesignStream>, Status> {
+        let t = Instant::now();
+        let res = (|| {
+            let who = self.state.authenticate(request.metadata())?;
+            let rec = self.readable(&who, &request.get_ref().name)?;
+            let file = self
+                .state
+                .store
+                .open_blob(&rec.sha256)
+                .map_err(store_status)?;
+            Ok((rec, file))
+        })();
+        self.state.metrics.observe("DownloadDesign", t, &res);
+        let (rec, file) = res?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = file;
+            let mut first = true;
+            loop {
+                let mut buf = vec![0u8; DOWNLOAD_CHUNK_BYTES];
+                let n = match file.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(format!(
+                            "reading design bytes: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                if n == 0 && !first {
+                    return;
+                }
+                buf.truncate(n);
+                let msg = pb::DownloadDesignResponse {
+                    chunk: buf,
+                    total_size_bytes: if first { rec.size_bytes } else { 0 },
+                    sha256: if first {
+                        rec.sha256.clone()
+                    } else {
+                        String::new()
+                    },
+                };
+                first = false;
+                if tx.blocking_send(Ok(msg)).is_err() || n == 0 {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

@@ -1,0 +1,48 @@
+//! gRPC statuses with structured details (google.rpc.BadRequest, QuotaFailure, ErrorInfo), so a
+//! client can show the reason and a program can act on the field or limit that was hit. Errors
+//! become statuses here, at the service edge, and nowhere else.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+const DOMAIN: &str = "fabrouter";
+
+/// INVALID_ARGUMENT naming the offending field.
+pub fn bad_request(field: &str, reason: impl Into<String>) -> Status {
+    let reason = reason.into();
+    let mut d = ErrorDetails::with_bad_request_violation(field, reason.clone());
+    d.set_error_info(
+        "INVALID_INPUT",
+        DOMAIN,
+        [("field".to_string(), field.to_string())],
+    );
+    Status::with_error_details(Code::InvalidArgument, reason, d)
+}
+
+/// RESOURCE_EXHAUSTED naming the limit.
+pub fn limit_exceeded(subject: &str, reason: impl Into<String>) -> Status {
+    let reason = reason.into();
+    let mut d = ErrorDetails::with_quota_failure_violation(subject, reason.clone());
+    d.set_error_info(
+        "LIMIT_EXCEEDED",
+        DOMAIN,
+        [("subject".to_string(), subject.to_string())],
+    );
+    Status::with_error_details(Code::ResourceExhausted, reason, d)
+}
+
+/// Storage failures are the server's problem, never the caller's, except a missing record.
+pub fn store_status(e: fabrouter_store::StoreError) -> Status {
+    match e {
+        fabrouter_store::StoreError::NotFound(what) => {
+            Status::not_found(format!("{what} not found"))
+        }
+        fabrouter_store::StoreError::AlreadyExists(what) => {
+            Status::already_exists(format!("{what} already exists"))
+        }
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            Status::internal(format!("storage failure: {other}"))
+        }
+    }
+}

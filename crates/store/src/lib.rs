@@ -1,0 +1,120 @@
+//! Durable state of the router. Everything the router must not lose goes through the [`Store`]
+//! trait, so a server database can replace the embedded default later without touching the
+//! services. [`SledStore`] is that default: records in sled trees, design bytes as
+//! content-addressed files beside it (so deleting the last design that uses some bytes really
+//! removes them from disk, which sled's log-structured segments would not guarantee).
+//!
+//! Records are opaque to the store where the API already defines them (a mesh report is kept as
+//! the encoded protobuf the server hands in); the store owns only identity, ownership, indexes
+//! and reference counts.
+
+mod blobs;
+mod sled_store;
+
+pub use blobs::BlobDir;
+pub use sled_store::SledStore;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of the storage layer. None of them is the caller's fault except `NotFound`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Engine(#[from] sled::Error),
+    #[error("blob storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record in {tree}: {reason}")]
+    Corrupt { tree: &'static str, reason: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A stored design: one owner's record of some content-addressed bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesignRecord {
+    /// Time-ordered id (UUID v7), so listing by key is listing by age.
+    pub id: String,
+    /// Principal id of the uploader; only they may read, list or delete it.
+    pub owner: String,
+    pub file_name: String,
+    pub size_bytes: u64,
+    /// Lowercase hex sha256 of the bytes: the blob key.
+    pub sha256: String,
+    /// `fabrouter.v1.DesignFormat` as its number.
+    pub format: i32,
+    pub created_unix_ms: i64,
+    /// Encoded `fabrouter.v1.MeshReport` (empty for G-code designs).
+    pub report: Vec<u8>,
+    /// Id of the design this one was repaired from.
+    pub repaired_from: Option<String>,
+}
+
+/// An API token. Only the sha256 of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub secret_sha256: String,
+    /// `fabrouter.v1.Role` as its number.
+    pub role: i32,
+    pub principal: String,
+    pub label: String,
+    pub created_unix_ms: i64,
+}
+
+/// A node identity; the secret is stored as a sha256 only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub secret_sha256: String,
+    pub label: String,
+    pub created_unix_ms: i64,
+}
+
+/// The storage contract of the router.
+///
+/// Methods are synchronous: the embedded engine answers in microseconds, and the server moves
+/// large blob work off the async executor itself.
+pub trait Store: Send + Sync + 'static {
+    /// Stores `bytes` under their sha256 (once, however many designs share them) and the record,
+    /// as one unit: on any error neither is visible.
+    fn put_design(&self, record: &DesignRecord, bytes: &[u8]) -> Result<()>;
+    fn get_design(&self, id: &str) -> Result<Option<DesignRecord>>;
+    /// The owner's designs, newest first, starting after the id `after` (exclusive).
+    fn list_designs(
+        &self,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DesignRecord>>;
+    /// Removes the record; returns whether the bytes were erased too (no other design uses them).
+    fn delete_design(&self, id: &str) -> Result<bool>;
+    /// Opens the bytes of a design for streaming.
+    fn open_blob(&self, sha256: &str) -> Result<std::fs::File>;
+    fn blob_exists(&self, sha256: &str) -> Result<bool>;
+
+    fn put_token(&self, token: &TokenRecord) -> Result<()>;
+    fn token_by_secret_sha256(&self, secret_sha256: &str) -> Result<Option<TokenRecord>>;
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    fn revoke_token(&self, id: &str) -> Result<bool>;
+
+    /// Fails with `AlreadyExists` if the node id is taken.
+    fn create_node(&self, node: &NodeRecord) -> Result<()>;
+    fn get_node(&self, node_id: &str) -> Result<Option<NodeRecord>>;
+
+    /// Cached computed values (e.g. estimates) by key; dropping them loses nothing.
+    fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn cache_put(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

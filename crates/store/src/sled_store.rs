@@ -1,0 +1,416 @@
+//! The embedded default store: sled trees for records and indexes, [`BlobDir`] for bytes.
+//!
+//! Trees: `designs` (id -> record), `owner_designs` (owner NUL id -> ()), `blob_refs`
+//! (sha256 -> u64 count), `tokens` (id -> record), `token_secrets` (secret sha256 -> id), `nodes`
+//! (node id -> record), `cache` (key -> bytes). Multi-tree changes go through one sled
+//! transaction; the blob file is written before and removed after it, and a start-up sweep
+//! removes blobs that no record counts (a crash between the two steps).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::{BlobDir, DesignRecord, NodeRecord, Result, Store, StoreError, TokenRecord};
+
+pub struct SledStore {
+    db: sled::Db,
+    designs: sled::Tree,
+    owner_designs: sled::Tree,
+    blob_refs: sled::Tree,
+    tokens: sled::Tree,
+    token_secrets: sled::Tree,
+    nodes: sled::Tree,
+    cache: sled::Tree,
+    blobs: BlobDir,
+    /// Serialises blob creation and removal against reference counting, so two uploads of the
+    /// same bytes and a concurrent delete cannot leave a record without its blob.
+    blob_lock: Mutex<()>,
+}
+
+impl SledStore {
+    /// Opens (creating) the store under `dir`: `dir/db` for sled, `dir/blobs` for bytes.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new().path(dir.join("db")).open()?;
+        let store = Self {
+            designs: db.open_tree("designs")?,
+            owner_designs: db.open_tree("owner_designs")?,
+            blob_refs: db.open_tree("blob_refs")?,
+            tokens: db.open_tree("tokens")?,
+            token_secrets: db.open_tree("token_secrets")?,
+            nodes: db.open_tree("nodes")?,
+            cache: db.open_tree("cache")?,
+            blobs: BlobDir::open_dir(dir.join("blobs"))?,
+            blob_lock: Mutex::new(()),
+            db,
+        };
+        store.sweep_orphan_blobs()?;
+        Ok(store)
+    }
+
+    /// The underlying sled database, for crates that keep further trees (jobs, printers).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    fn sweep_orphan_blobs(&self) -> Result<()> {
+        for sha in self.blobs.list()? {
+            if !self.blob_refs.contains_key(sha.as_bytes())? {
+                tracing::info!(%sha, "removing blob no design refers to");
+                self.blobs.remove(&sha)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave the data inconsistent (sled commits
+        // atomically), so a poisoned lock is still usable.
+        self.blob_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn encode<T: Serialize>(tree: &'static str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+fn owner_key(owner: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(owner.len() + 1 + id.len());
+    k.extend_from_slice(owner.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn count(v: Option<&[u8]>) -> u64 {
+    v.and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Engine(e),
+    }
+}
+
+impl Store for SledStore {
+    fn put_design(&self, record: &DesignRecord, bytes: &[u8]) -> Result<()> {
+        let value = encode("designs", record)?;
+        let _guard = self.lock();
+        let written_now = self.blobs.write(&record.sha256, bytes)?;
+        let res = (&self.designs, &self.owner_designs, &self.blob_refs).transaction(
+            |(designs, owners, refs)| {
+                if designs.get(record.id.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(
+                        StoreError::AlreadyExists(format!("design {}", record.id)),
+                    ));
+                }
+                designs.insert(record.id.as_bytes(), value.as_slice())?;
+                owners.insert(owner_key(&record.owner, &record.id), &[] as &[u8])?;
+                let n = count(refs.get(record.sha256.as_bytes())?.as_deref());
+                refs.insert(record.sha256.as_bytes(), &(n + 1).to_be_bytes())?;
+                Ok(())
+            },
+        );
+        if let Err(e) = res {
+            if written_now {
+                // Nothing refers to the bytes we just wrote: leave nothing behind.
+                self.blobs.remove(&record.sha256)?;
+            }
+            return Err(tx_err(e));
+        }
+        Ok(())
+    }
+
+    fn get_design(&self, id: &str) -> Result<Option<DesignRecord>> {
+        self.designs
+            .get(id.as_bytes())?
+            .map(|v| decode("designs", &v))
+            .transpose()
+    }
+
+    fn list_designs(
+        &self,
+        owner: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DesignRecord>> {
+        let start = owner_key(owner, "");
+        let iter = match after {
+            Some(after) => self
+                .owner_designs
+                .range(start.clone()..owner_key(owner, after)),
+            None => self.owner_designs.scan_prefix(&start),
+        };
+        let mut out = Vec::new();
+        for item in iter.rev() {
+            let (key, _) = item?;
+            let id = std::str::from_utf8(&key[start.len()..]).map_err(|e| StoreError::Corrupt {
+                tree: "owner_designs",
+                reason: e.to_string(),
+            })?;
+            if let Some(rec) = self.get_design(id)? {
+                out.push(rec);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_design(&self, id: &str) -> Result<bool> {
+        let _guard = self.lock();
+        let Some(rec) = self.get_design(id)? else {
+            return Err(StoreError::NotFound(format!("design {id}")));
+        };
+        let remaining = (&self.designs, &self.owner_designs, &self.blob_refs)
+            .transaction(|(designs, owners, refs)| {
+                designs.remove(rec.id.as_bytes())?;
+                owners.remove(owner_key(&rec.owner, &rec.id))?;
+                let n = count(refs.get(rec.sha256.as_bytes())?.as_deref()).saturating_sub(1);
+                if n == 0 {
+                    refs.remove(rec.sha256.as_bytes())?;
+                } else {
+                    refs.insert(rec.sha256.as_bytes(), &n.to_be_bytes())?;
+                }
+                Ok(n)
+            })
+            .map_err(tx_err)?;
+        if remaining == 0 {
+            self.blobs.remove(&rec.sha256)?;
+        }
+        Ok(remaining == 0)
+    }
+
+    fn open_blob(&self, sha256: &str) -> Result<std::fs::File> {
+        match self.blobs.open(sha256) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(format!("blob {sha256}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn blob_exists(&self, sha256: &str) -> Result<bool> {
+        Ok(self.blobs.exists(sha256)?)
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<()> {
+        let value = encode("tokens", token)?;
+        (&self.tokens, &self.token_secrets)
+            .transaction(|(tokens, secrets)| {
+                tokens.insert(token.id.as_bytes(), value.as_slice())?;
+                secrets.insert(token.secret_sha256.as_bytes(), token.id.as_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn token_by_secret_sha256(&self, secret_sha256: &str) -> Result<Option<TokenRecord>> {
+        let Some(id) = self.token_secrets.get(secret_sha256.as_bytes())? else {
+            return Ok(None);
+        };
+        self.tokens
+            .get(&id)?
+            .map(|v| decode("tokens", &v))
+            .transpose()
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.tokens
+            .iter()
+            .map(|item| decode("tokens", &item?.1))
+            .collect()
+    }
+
+    fn revoke_token(&self, id: &str) -> Result<bool> {
+        let Some(v) = self.tokens.get(id.as_bytes())? else {
+            return Ok(false);
+        };
+        let rec: TokenRecord = decode("tokens", &v)?;
+        (&self.tokens, &self.token_secrets)
+            .transaction(|(tokens, secrets)| {
+                tokens.remove(rec.id.as_bytes())?;
+                secrets.remove(rec.secret_sha256.as_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        Ok(true)
+    }
+
+    fn create_node(&self, node: &NodeRecord) -> Result<()> {
+        let value = encode("nodes", node)?;
+        self.nodes
+            .compare_and_swap(node.node_id.as_bytes(), None as Option<&[u8]>, Some(value))?
+            .map_err(|_| StoreError::AlreadyExists(format!("node {}", node.node_id)))
+    }
+
+    fn get_node(&self, node_id: &str) -> Result<Option<NodeRecord>> {
+        self.nodes
+            .get(node_id.as_bytes())?
+            .map(|v| decode("nodes", &v))
+            .transpose()
+    }
+
+    fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.cache.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    fn cache_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.cache.insert(key.as_bytes(), value)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sha256_hex;
+
+    fn design(id: &str, owner: &str, bytes: &[u8]) -> DesignRecord {
+        DesignRecord {
+            id: id.into(),
+            owner: owner.into(),
+            file_name: format!("{id}.stl"),
+            size_bytes: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+            format: 1,
+            created_unix_ms: 0,
+            report: vec![1, 2, 3],
+            repaired_from: None,
+        }
+    }
+
+    #[test]
+    fn identical_bytes_are_stored_once_and_erased_with_the_last_design() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let a = design("01-a", "alice", b"same bytes");
+        let b = design("02-b", "bob", b"same bytes");
+        store.put_design(&a, b"same bytes").unwrap();
+        store.put_design(&b, b"same bytes").unwrap();
+        assert_eq!(store.blobs.list().unwrap(), vec![a.sha256.clone()]);
+        assert!(!store.delete_design("01-a").unwrap());
+        assert!(store.blob_exists(&a.sha256).unwrap());
+        assert!(store.delete_design("02-b").unwrap());
+        assert!(!store.blob_exists(&a.sha256).unwrap());
+        assert!(store.get_design("02-b").unwrap().is_none());
+    }
+
+    #[test]
+    fn listing_is_per_owner_newest_first_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for i in 0..5 {
+            let bytes = format!("design {i}");
+            store
+                .put_design(
+                    &design(&format!("0{i}"), "alice", bytes.as_bytes()),
+                    bytes.as_bytes(),
+                )
+                .unwrap();
+        }
+        store.put_design(&design("09", "bob", b"x"), b"x").unwrap();
+        let page1 = store.list_designs("alice", None, 2).unwrap();
+        let ids: Vec<_> = page1.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["04", "03"]);
+        let page2 = store.list_designs("alice", Some("03"), 10).unwrap();
+        let ids: Vec<_> = page2.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["02", "01", "00"]);
+        assert_eq!(store.list_designs("bob", None, 10).unwrap().len(), 1);
+        assert!(store.list_designs("carol", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_put_leaves_no_blob_and_a_restart_sweeps_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let a = design("01", "alice", b"first");
+            store.put_design(&a, b"first").unwrap();
+            // Same id again with other bytes: refused, and the new bytes are not kept.
+            let dup = design("01", "alice", b"other");
+            assert!(matches!(
+                store.put_design(&dup, b"other"),
+                Err(StoreError::AlreadyExists(_))
+            ));
+            assert!(!store.blob_exists(&dup.sha256).unwrap());
+            // A blob with no record, as a crash between file and commit would leave.
+            store
+                .blobs
+                .write(&sha256_hex(b"orphan"), b"orphan")
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(!store.blob_exists(&sha256_hex(b"orphan")).unwrap());
+        assert!(store.get_design("01").unwrap().is_some());
+        assert!(store.blob_exists(&sha256_hex(b"first")).unwrap());
+    }
+
+    #[test]
+    fn tokens_are_found_by_secret_hash_and_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let t = TokenRecord {
+            id: "t1".into(),
+            secret_sha256: sha256_hex(b"secret"),
+            role: 1,
+            principal: "p1".into(),
+            label: "laptop".into(),
+            created_unix_ms: 0,
+        };
+        store.put_token(&t).unwrap();
+        assert_eq!(
+            store.token_by_secret_sha256(&t.secret_sha256).unwrap(),
+            Some(t.clone())
+        );
+        assert!(store.revoke_token("t1").unwrap());
+        assert_eq!(
+            store.token_by_secret_sha256(&t.secret_sha256).unwrap(),
+            None
+        );
+        assert!(!store.revoke_token("t1").unwrap());
+    }
+
+    #[test]
+    fn node_ids_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let n = NodeRecord {
+            node_id: "fablab".into(),
+            secret_sha256: sha256_hex(b"s"),
+            label: String::new(),
+            created_unix_ms: 0,
+        };
+        store.create_node(&n).unwrap();
+        assert!(matches!(
+            store.create_node(&n),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert_eq!(store.get_node("fablab").unwrap(), Some(n));
+    }
+}
