@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use fabrouter_api::v1::admin_service_client::AdminServiceClient;
 use fabrouter_api::v1::design_service_client::DesignServiceClient;
+use fabrouter_api::v1::estimate_service_client::EstimateServiceClient;
+use fabrouter_api::v1::job_service_client::JobServiceClient;
+use fabrouter_api::v1::node_service_client::NodeServiceClient;
 use serde::Deserialize;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -126,6 +129,18 @@ impl Client {
 
     pub fn designs(&self) -> DesignServiceClient<Authed> {
         DesignServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub fn jobs(&self) -> JobServiceClient<Authed> {
+        JobServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub fn nodes(&self) -> NodeServiceClient<Authed> {
+        NodeServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub fn estimates(&self) -> EstimateServiceClient<Authed> {
+        EstimateServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     pub fn admin(&self) -> AdminServiceClient<Authed> {

@@ -2,6 +2,8 @@
 //! router over gRPC (see `client` for how the server and token are found).
 
 mod client;
+mod estimate;
+mod jobs;
 mod output;
 
 use std::io::Read;
@@ -45,6 +47,15 @@ struct Cli {
 enum Command {
     /// Check an STL file locally (no server needed).
     Check { file: PathBuf },
+    /// Estimate print time and filament of an STL file locally (no server needed).
+    Estimate {
+        file: PathBuf,
+        /// A built-in profile (e.g. prusaslicer-b) or a profile TOML file.
+        #[arg(long, default_value = "prusaslicer-b")]
+        profile: String,
+    },
+    /// Printer profiles the router knows.
+    Profiles,
     /// Upload an STL file and print its mesh report.
     Upload { file: PathBuf },
     /// Your designs on the router.
@@ -52,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         action: DesignsAction,
     },
+    /// Quote, order and follow prints.
+    Jobs {
+        #[command(subcommand)]
+        action: jobs::JobsAction,
+    },
+    /// Printers registered with the router.
+    Printers,
     /// Administration (admin token required).
     Admin {
         #[command(subcommand)]
@@ -76,6 +94,12 @@ enum DesignsAction {
     Delete { name: String },
     /// Repair a design's mesh into a new design.
     Repair { name: String },
+    /// Estimate a design on a printer profile (cached by the router).
+    Estimate {
+        name: String,
+        #[arg(long, default_value = "prusaslicer-b")]
+        profile: String,
+    },
     /// Download a design's bytes to a file.
     Download {
         name: String,
@@ -148,13 +172,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Command::Check { file } = &cli.command {
         return check(file, json);
     }
+    if let Command::Estimate { file, profile } = &cli.command {
+        estimate::offline(file, profile, json)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let target = Target::resolve(cli.server, cli.token, cli.ca_cert)?;
     let client = Client::connect(&target).await?;
     match cli.command {
-        Command::Check { .. } => unreachable!("handled above"),
+        Command::Check { .. } | Command::Estimate { .. } => unreachable!("handled above"),
+        Command::Profiles => estimate::profiles(&client, json).await?,
         Command::Upload { file } => upload(&client, &file, json).await?,
         Command::Designs { action } => designs(&client, action, json).await?,
         Command::Admin { action } => admin(&client, action, json).await?,
+        Command::Jobs { action } => jobs::run(&client, action, json).await?,
+        Command::Printers => jobs::printers(&client, json).await?,
         Command::Whoami => {
             let r = client
                 .admin()
@@ -409,6 +440,9 @@ async fn designs(client: &Client, action: DesignsAction, json: bool) -> anyhow::
                     print!("{}", output::report_text(r));
                 }
             }
+        }
+        DesignsAction::Estimate { name, profile } => {
+            estimate::remote(client, name, profile, json).await?;
         }
         DesignsAction::Download { name, output } => {
             use tokio_stream::StreamExt;

@@ -50,3 +50,29 @@ fn unreadable_file_exits_2_with_a_reason() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("line"), "{v}");
 }
+
+#[test]
+fn estimate_offline_gives_figures_or_a_reason() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/stl");
+    let out = Command::new(env!("CARGO_BIN_EXE_fab"))
+        .args(["estimate", "--json", "--profile", "prusaslicer-b"])
+        .arg(dir.join("prusaslicer__20mmbox-CRLF.stl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["layers"], 100);
+    assert!(v["filament_g"].as_f64().unwrap() > 3.0);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_fab"))
+        .args(["estimate", "--profile", "prusaslicer-b"])
+        .arg(dir.join("trimesh__counter.unitsmm.stl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not fit"));
+}

@@ -3,14 +3,11 @@
 //! verdict, and findings worded so a designer can act on them.
 
 use nalgebra::Vector3;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Mesh;
-use crate::topology::{
-    BOUNDARY, NO_SHELL, NON_MANIFOLD, SKIPPED, Topology, edge_ends, repeats_vertex,
-};
-use crate::weld::{Welded, weld};
+use crate::topology::{BOUNDARY, NO_SHELL, NON_MANIFOLD, SKIPPED, Topology, edge_ends};
+use crate::weld::{Welded, weld_with};
 
 /// How far a stored normal's length may stray from 1 before it counts as non-unit.
 const UNIT_NORMAL_TOLERANCE: f64 = 1e-3;
@@ -235,7 +232,7 @@ pub(crate) fn inside_out_shells(stats: &[ShellStats]) -> Vec<usize> {
 }
 
 /// Per-facet figures summed over a block of facets.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Sums {
     area: f64,
     volume: f64,
@@ -245,19 +242,46 @@ struct Sums {
     non_unit: u64,
     unreadable: u64,
     non_finite: u64,
+    /// Box of the finite corners (so of the finite welded vertices).
+    min: [f32; 3],
+    max: [f32; 3],
+}
+
+impl Default for Sums {
+    fn default() -> Self {
+        Sums {
+            area: 0.0,
+            volume: 0.0,
+            degenerate: 0,
+            zero: 0,
+            opposing: 0,
+            non_unit: 0,
+            unreadable: 0,
+            non_finite: 0,
+            min: [f32::INFINITY; 3],
+            max: [f32::NEG_INFINITY; 3],
+        }
+    }
 }
 
 impl Sums {
-    fn add(&mut self, t: &[[f32; 3]; 3], c: &[u32; 3], n: &[f32; 3]) {
+    /// `repeats`: two corners weld together.
+    fn add(&mut self, t: &[[f32; 3]; 3], repeats: bool, n: &[f32; 3]) {
         if !finite(t) {
             self.non_finite += 1;
+            for p in t.iter().filter(|p| p.iter().all(|c| c.is_finite())) {
+                self.extend_box(p);
+            }
             return;
+        }
+        for p in t {
+            self.extend_box(p);
         }
         let cross = facet_cross(t);
         let twice_area = cross.norm();
         self.area += twice_area / 2.0;
         self.volume += signed_volume(t, &cross);
-        if twice_area == 0.0 || repeats_vertex(c) {
+        if twice_area == 0.0 || repeats {
             self.degenerate += 1;
         }
         let stored = to_v(n);
@@ -275,6 +299,19 @@ impl Sums {
         }
     }
 
+    /// Plain comparisons are exact on finite values; -0 counts as +0, as in welding.
+    fn extend_box(&mut self, p: &[f32; 3]) {
+        for (k, &c) in p.iter().enumerate() {
+            let c = c + 0.0;
+            if c < self.min[k] {
+                self.min[k] = c;
+            }
+            if c > self.max[k] {
+                self.max[k] = c;
+            }
+        }
+    }
+
     fn merged(self, o: &Sums) -> Sums {
         Sums {
             area: self.area + o.area,
@@ -285,29 +322,34 @@ impl Sums {
             non_unit: self.non_unit + o.non_unit,
             unreadable: self.unreadable + o.unreadable,
             non_finite: self.non_finite + o.non_finite,
+            min: [0, 1, 2].map(|k| self.min[k].min(o.min[k])),
+            max: [0, 1, 2].map(|k| self.max[k].max(o.max[k])),
         }
     }
 }
 
-/// Checks a mesh as read, without changing it.
+/// Checks a mesh as read, without changing it. Meshes come from [`crate::parse_stl`], which
+/// bounds them by [`crate::MAX_SUPPORTED_TRIANGLES`] (indices are 32-bit).
 pub fn check(mesh: &Mesh) -> MeshReport {
-    let Welded { positions, corners } = weld(&mesh.triangles);
-    // Per-facet geometry is independent, so it is summed in parallel. (Gathering it inside the
-    // weld's pass was measured slower: it competes with the hash table for cache.)
-    let sums = mesh
-        .triangles
-        .par_iter()
-        .zip(&corners)
-        .enumerate()
-        .with_min_len(4096)
-        .fold(Sums::default, |mut s, (f, (t, c))| {
+    // Per-facet geometry is summed during the weld's pass over the triangles, which reads
+    // them anyway; block sums are added in facet order.
+    let (Welded { positions, corners }, block_sums) = weld_with(
+        &mesh.triangles,
+        Sums::default,
+        |s: &mut Sums, f, t, repeats| {
             // A hand-built mesh may lack normals; a missing one reads as zero.
-            s.add(t, c, mesh.normals.get(f).unwrap_or(&[0.0; 3]));
-            s
-        })
-        .reduce(Sums::default, |a, b| a.merged(&b));
+            s.add(t, repeats, mesh.normals.get(f).unwrap_or(&[0.0; 3]));
+        },
+    );
+    let sums = block_sums
+        .iter()
+        .fold(Sums::default(), |acc, s| acc.merged(s));
     let topo = Topology::build(&corners, positions.len());
-    let holes = topo.boundary_loops(&corners).len() as u64;
+    let holes = if topo.boundary_edges > 0 {
+        topo.boundary_loops(&corners).len() as u64
+    } else {
+        0
+    };
     // Facets with 1, 2 or 3 open edges (3: unconnected); only an open mesh has any.
     let mut open = [0u64; 3];
     if topo.boundary_edges > 0 {
@@ -318,7 +360,7 @@ pub fn check(mesh: &Mesh) -> MeshReport {
             }
         }
     }
-    let bounding_box = bounding_box(&positions);
+    let bounding_box = bounding_box(&sums);
     let stats = shell_stats(&mesh.triangles, &corners, &topo, sums.volume);
     let closed_shells = stats.iter().filter(|s| !s.open_or_non_manifold).count() as u32;
     let inside_out = inside_out_shells(&stats).len() as u32;
@@ -362,18 +404,10 @@ pub fn check(mesh: &Mesh) -> MeshReport {
     report
 }
 
-fn bounding_box(positions: &[[f32; 3]]) -> Option<BoundingBox> {
-    let mut min = [f64::INFINITY; 3];
-    let mut max = [f64::NEG_INFINITY; 3];
-    let mut any = false;
-    for p in positions.iter().filter(|p| p.iter().all(|c| c.is_finite())) {
-        any = true;
-        for k in 0..3 {
-            min[k] = min[k].min(f64::from(p[k]));
-            max[k] = max[k].max(f64::from(p[k]));
-        }
-    }
-    any.then(|| BoundingBox {
+fn bounding_box(sums: &Sums) -> Option<BoundingBox> {
+    // Empty (no finite corner) while min > max.
+    let (min, max) = (sums.min.map(f64::from), sums.max.map(f64::from));
+    (min[0] <= max[0]).then(|| BoundingBox {
         min,
         max,
         extent: [max[0] - min[0], max[1] - min[1], max[2] - min[2]],

@@ -60,7 +60,8 @@ fn corner_list(facets: &[Facet]) -> Vec<[u32; 3]> {
     facets.iter().map(|f| f.corners).collect()
 }
 
-/// Repairs a mesh, returning the repaired copy and what was done.
+/// Repairs a mesh, returning the repaired copy and what was done. The copy has recomputed
+/// unit normals and the input's format, header and solid count.
 pub fn repair(mesh: &Mesh) -> (Mesh, RepairReport) {
     let mut report = RepairReport {
         facets_before: mesh.triangles.len() as u64,

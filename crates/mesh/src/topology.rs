@@ -2,7 +2,7 @@
 //! non-manifold or traversed the same way by both facets, connected shells, and boundary loops.
 //! Shared by the check and the repair.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
@@ -46,61 +46,35 @@ pub(crate) struct Topology {
     pub shells: u32,
 }
 
-/// A lock-free union-find over facets. Every link points from a larger index to a smaller
-/// one, so chains strictly decrease, a set's root is its first facet, and concurrent links and
-/// path halving can never form a cycle.
-struct UnionFind {
-    parent: Vec<AtomicU32>,
-}
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        Self {
-            parent: (0..n as u32).map(AtomicU32::new).collect(),
+/// Root of `x` in a union-find forest over `parent`, whose indices start at `base`. Links
+/// point from larger to smaller indices, so a set's root is its first facet.
+fn find(parent: &mut [u32], base: u32, mut x: u32) -> u32 {
+    loop {
+        let p = parent[(x - base) as usize];
+        if p == x {
+            return x;
         }
-    }
-
-    fn find(&self, mut x: u32) -> u32 {
-        loop {
-            let p = self.parent[x as usize].load(Ordering::Acquire);
-            if p == x {
-                return x;
-            }
-            let grand = self.parent[p as usize].load(Ordering::Acquire);
-            if grand != p {
-                // Path halving; losing this race only leaves a longer (still valid) path.
-                let _ = self.parent[x as usize].compare_exchange(
-                    p,
-                    grand,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
-            x = grand;
-        }
-    }
-
-    fn union(&self, a: u32, b: u32) {
-        let (mut a, mut b) = (a, b);
-        loop {
-            a = self.find(a);
-            b = self.find(b);
-            if a == b {
-                return;
-            }
-            let (hi, lo) = if a > b { (a, b) } else { (b, a) };
-            if self.parent[hi as usize]
-                .compare_exchange(hi, lo, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
+        // Path halving keeps later finds short.
+        let grand = parent[(p - base) as usize];
+        parent[(x - base) as usize] = grand;
+        x = grand;
     }
 }
+
+fn union(parent: &mut [u32], base: u32, a: u32, b: u32) {
+    let (a, b) = (find(parent, base, a), find(parent, base, b));
+    if a != b {
+        parent[(a.max(b) - base) as usize] = a.min(b);
+    }
+}
+
+/// Facet chunks joined into shells in parallel before the edges between chunks are joined.
+const SHELL_CHUNKS: usize = 8;
 
 /// Vertex ranges matched in parallel; enough to balance two to a few dozen threads.
 const MATCH_RANGES: usize = 64;
+/// Buckets up to this size are sorted by insertion (they are typically about six entries).
+const SMALL_BUCKET: usize = 24;
 
 /// What one range of vertices found while matching edges.
 #[derive(Default)]
@@ -108,65 +82,82 @@ struct RangeResult {
     boundary: u64,
     non_manifold: u64,
     inconsistent: u64,
+    /// Facet pairs joined by a non-manifold edge (their shells merge).
+    joined: Vec<(u32, u32)>,
+}
+
+/// Edges of one part of the facets, bucketed by lower vertex: bucket `v` holds the facet edges
+/// from `v` to a higher vertex (their other ends are read back from the corners, which keeps
+/// this array half the size).
+struct Buckets {
+    start: Vec<u32>,
+    entries: Vec<u32>,
+}
+
+impl Buckets {
+    /// A counting sort of the edges of `part` (whose first facet is `base`) by lower vertex.
+    fn build(part: &[[u32; 3]], base: usize, vertex_count: usize) -> Buckets {
+        let lower = |c: &[u32; 3], i: usize| c[i].min(c[(i + 1) % 3]) as usize;
+        let mut start = vec![0u32; vertex_count + 1];
+        for c in part.iter().filter(|c| !repeats_vertex(c)) {
+            for i in 0..3 {
+                start[lower(c, i)] += 1;
+            }
+        }
+        // Inclusive prefix sums: `start[v]` ends bucket `v`. Filling each bucket backwards from
+        // its end leaves `start[v]` at its beginning, with no separate cursor array.
+        let mut total = 0u32;
+        for s in &mut start {
+            total += *s;
+            *s = total;
+        }
+        let mut entries = vec![0u32; total as usize];
+        for (f, c) in part.iter().enumerate().rev() {
+            if repeats_vertex(c) {
+                continue;
+            }
+            for i in (0..3).rev() {
+                let slot = &mut start[lower(c, i)];
+                *slot -= 1;
+                entries[*slot as usize] = (3 * (base + f) + i) as u32;
+            }
+        }
+        start[vertex_count] = total;
+        Buckets { start, entries }
+    }
+
+    fn bucket(&self, v: usize) -> &[u32] {
+        &self.entries[self.start[v] as usize..self.start[v + 1] as usize]
+    }
+}
+
+fn insertion_sort(v: &mut [u64]) {
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > x {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+    }
 }
 
 impl Topology {
     pub(crate) fn build(corners: &[[u32; 3]], vertex_count: usize) -> Topology {
         let facet_count = corners.len();
-        let lower = |c: &[u32; 3], i: usize| c[i].min(c[(i + 1) % 3]) as usize;
-        // Edges are bucketed by their lower vertex (a parallel counting sort), so matching is
-        // a scan of a handful of entries per vertex instead of a hash lookup per edge.
-        // Two halves of the facets are counted and scattered in parallel, each into its own
-        // slots of every bucket, so no slot is written twice.
-        let half = facet_count.div_ceil(2).max(1);
-        let count = |part: &[[u32; 3]]| {
-            let mut counts = vec![0u32; vertex_count];
-            for c in part.iter().filter(|c| !repeats_vertex(c)) {
-                for i in 0..3 {
-                    counts[lower(c, i)] += 1;
-                }
-            }
-            counts
-        };
-        let (first, second) = corners.split_at(half.min(facet_count));
-        let (counts_a, counts_b) = rayon::join(|| count(first), || count(second));
-        let mut start = Vec::with_capacity(vertex_count + 1);
-        let mut cursor_a = counts_a;
-        let mut cursor_b = counts_b;
-        let mut total = 0usize;
-        for v in 0..vertex_count {
-            start.push(total);
-            let (na, nb) = (cursor_a[v], cursor_b[v]);
-            cursor_a[v] = total as u32;
-            cursor_b[v] = (total + na as usize) as u32;
-            total += (na + nb) as usize;
-        }
-        start.push(total);
-        // Entry: upper vertex in the high half, facet edge in the low half, so sorting a
-        // bucket groups the copies of each edge.
-        let entries: Vec<AtomicU64> = (0..total).map(|_| AtomicU64::new(0)).collect();
-        let scatter = |part: &[[u32; 3]], base: usize, cursor: &mut Vec<u32>| {
-            for (f, c) in part.iter().enumerate() {
-                if repeats_vertex(c) {
-                    continue;
-                }
-                for i in 0..3 {
-                    let slot = &mut cursor[lower(c, i)];
-                    let upper = u64::from(c[i].max(c[(i + 1) % 3]));
-                    let fe = (3 * (base + f) + i) as u64;
-                    entries[*slot as usize].store((upper << 32) | fe, Ordering::Relaxed);
-                    *slot += 1;
-                }
-            }
-        };
-        rayon::join(
-            || scatter(first, 0, &mut cursor_a),
-            || scatter(second, first.len(), &mut cursor_b),
+        // Two halves of the facets are bucketed in parallel, each into its own arrays, so
+        // matching a vertex reads its two buckets.
+        let half = facet_count.div_ceil(2);
+        let (first, second) = corners.split_at(half);
+        let (a, b) = rayon::join(
+            || Buckets::build(first, 0, vertex_count),
+            || Buckets::build(second, half, vertex_count),
         );
-        drop((cursor_a, cursor_b));
-        let mut entries: Vec<u64> = entries.into_iter().map(AtomicU64::into_inner).collect();
 
         let partner: Vec<AtomicU32> = (0..facet_count * 3)
+            .into_par_iter()
+            .with_min_len(1 << 14)
             .map(|_| AtomicU32::new(SKIPPED))
             .collect();
         let forward = |fe: u32| {
@@ -174,44 +165,47 @@ impl Topology {
             a < b
         };
         let per_range = vertex_count.div_ceil(MATCH_RANGES).max(1);
-        let mut ranges = Vec::with_capacity(MATCH_RANGES);
-        let mut rest = entries.as_mut_slice();
-        for v0 in (0..vertex_count).step_by(per_range) {
-            let v1 = (v0 + per_range).min(vertex_count);
-            let (mine, tail) = rest.split_at_mut(start[v1] - start[v0]);
-            ranges.push((v0, v1, mine));
-            rest = tail;
-        }
-        let uf = UnionFind::new(facet_count);
-        let results: Vec<RangeResult> = ranges
+        let results: Vec<RangeResult> = (0..vertex_count)
+            .step_by(per_range)
+            .collect::<Vec<_>>()
             .into_par_iter()
-            .map(|(v0, v1, slice)| {
+            .map(|v0| {
                 let mut r = RangeResult::default();
-                let base = start[v0];
-                for v in v0..v1 {
-                    let bucket = &mut slice[start[v] - base..start[v + 1] - base];
-                    bucket.sort_unstable();
-                    for group in bucket.chunk_by(|a, b| a >> 32 == b >> 32) {
-                        let fe = |k: usize| (group[k] & 0xFFFF_FFFF) as u32;
+                let mut bucket: Vec<u64> = Vec::new();
+                // Each facet edge is in the bucket of its lower vertex, so ranges store to
+                // disjoint partner entries (relaxed stores are plain stores).
+                let set = |fe: u32, p: u32| partner[fe as usize].store(p, Ordering::Relaxed);
+                for v in v0..(v0 + per_range).min(vertex_count) {
+                    // `upper << 32 | facet edge`, so sorting groups the copies of each edge.
+                    bucket.clear();
+                    bucket.extend(a.bucket(v).iter().chain(b.bucket(v)).map(|&fe| {
+                        let (p, q) = edge_ends(corners, fe as usize);
+                        (u64::from(p.max(q)) << 32) | u64::from(fe)
+                    }));
+                    if bucket.len() <= SMALL_BUCKET {
+                        insertion_sort(&mut bucket);
+                    } else {
+                        bucket.sort_unstable();
+                    }
+                    for group in bucket.chunk_by(|x, y| x >> 32 == y >> 32) {
+                        let fe = |k: usize| group[k] as u32;
                         match group.len() {
                             1 => {
-                                partner[fe(0) as usize].store(BOUNDARY, Ordering::Relaxed);
+                                set(fe(0), BOUNDARY);
                                 r.boundary += 1;
                             }
                             2 => {
-                                let (a, b) = (fe(0), fe(1));
-                                partner[a as usize].store(b, Ordering::Relaxed);
-                                partner[b as usize].store(a, Ordering::Relaxed);
-                                if forward(a) == forward(b) {
+                                set(fe(0), fe(1));
+                                set(fe(1), fe(0));
+                                if forward(fe(0)) == forward(fe(1)) {
                                     r.inconsistent += 1;
                                 }
-                                uf.union(a / 3, b / 3);
                             }
                             n => {
                                 r.non_manifold += 1;
                                 for k in 0..n {
-                                    partner[fe(k) as usize].store(NON_MANIFOLD, Ordering::Relaxed);
-                                    uf.union(fe(0) / 3, fe(k) / 3);
+                                    set(fe(k), NON_MANIFOLD);
+                                    r.joined.push((fe(0) / 3, fe(k) / 3));
                                 }
                             }
                         }
@@ -220,6 +214,7 @@ impl Topology {
                 r
             })
             .collect();
+        drop((a, b));
         let partner: Vec<u32> = partner.into_iter().map(AtomicU32::into_inner).collect();
 
         let (mut boundary, mut non_manifold, mut inconsistent) = (0u64, 0u64, 0u64);
@@ -229,36 +224,58 @@ impl Topology {
             inconsistent += r.inconsistent;
         }
 
-        // A set's root is its first facet, so numbering roots in facet order numbers shells in
-        // order of their first facet.
-        let roots: Vec<u32> = (0..facet_count as u32)
+        // Shells: each chunk of facets joins the shared edges inside it (in parallel, on its
+        // own part of the forest); the edges between chunks, few on an exporter's ordering,
+        // are joined afterwards.
+        let mut shell_of: Vec<u32> = (0..facet_count as u32)
             .into_par_iter()
-            .with_min_len(4096)
-            .map(|f| uf.find(f))
+            .with_min_len(1 << 14)
             .collect();
-        let mut shell_of = vec![NO_SHELL; facet_count];
+        let chunk = facet_count.div_ceil(SHELL_CHUNKS).max(1);
+        let crossing: Vec<Vec<(u32, u32)>> = shell_of
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .map(|(c, parent)| {
+                let base = (c * chunk) as u32;
+                let mut crossing = Vec::new();
+                for f in base..base + parent.len() as u32 {
+                    for i in 0..3 {
+                        let p = partner[(3 * f + i) as usize];
+                        // Each shared edge once, from its later facet (markers are larger).
+                        if p < 3 * f {
+                            if p / 3 >= base {
+                                union(parent, base, p / 3, f);
+                            } else {
+                                crossing.push((p / 3, f));
+                            }
+                        }
+                    }
+                }
+                crossing
+            })
+            .collect();
+        for &(f, g) in crossing
+            .iter()
+            .flatten()
+            .chain(results.iter().flat_map(|r| &r.joined))
+        {
+            union(&mut shell_of, 0, f, g);
+        }
+        // Links only point to smaller facets, so by the time a facet is reached its parent's
+        // entry already holds that set's shell, which is numbered at its root, the set's first
+        // facet: shells are numbered in order of their first facet, in place.
         let mut shells = 0u32;
         for (f, c) in corners.iter().enumerate() {
-            if roots[f] == f as u32 && !repeats_vertex(c) {
-                shell_of[f] = shells;
+            let parent = shell_of[f] as usize;
+            shell_of[f] = if repeats_vertex(c) {
+                NO_SHELL
+            } else if parent == f {
                 shells += 1;
-            }
+                shells - 1
+            } else {
+                shell_of[parent]
+            };
         }
-        // Every facet takes its root's label (read from the roots' entries, written in place
-        // over the root ids).
-        let mut labels = roots;
-        labels
-            .par_iter_mut()
-            .zip(corners)
-            .with_min_len(4096)
-            .for_each(|(label, c)| {
-                *label = if repeats_vertex(c) {
-                    NO_SHELL
-                } else {
-                    shell_of[*label as usize]
-                };
-            });
-        let shell_of = labels;
         Topology {
             partner,
             boundary_edges: boundary,

@@ -1,11 +1,13 @@
 //! Exact vertex welding: corners with bit-identical coordinates (treating -0 as +0) become one
 //! vertex. This is what admesh `--exact` and trimesh's merge do, and it is the costly step of a
 //! check. Exporters write neighbouring triangles close together in the file, so a small
-//! direct-mapped cache of recent vertices answers most lookups before the full hash table, and
-//! vertices are numbered in order of first use, which keeps later passes cache-friendly.
+//! direct-mapped cache of recent vertices answers most corners. The rest ("misses") are
+//! deduplicated afterwards by partitioning them on their hash into groups small enough for a
+//! cache-resident table: one big table would cost a cache miss per new vertex. Vertices are
+//! numbered in order of first use, which keeps later passes cache-friendly.
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use rayon::prelude::*;
 
 /// Welded vertex positions and, per triangle, the indices of its three corners.
@@ -30,129 +32,190 @@ fn point_hash(k: &[u32; 3]) -> u64 {
 }
 
 /// Slots in the recent-vertex cache: covers a few rows of a finely tessellated surface while
-/// staying in L1/L2 (16 bytes per slot).
-const RECENT_BITS: u32 = 12;
+/// staying in L2 (16 bytes per slot).
+const RECENT_BITS: u32 = 13;
 const RECENT: usize = 1 << RECENT_BITS;
+/// Marks an empty slot.
+const EMPTY: u32 = u32::MAX;
 
-/// One contiguous block of triangles welded on its own.
-struct Block {
-    table: HashTable<u32>,
+/// Expected misses per partition (about one per two triangles on a closed mesh): small enough
+/// that a partition's table stays in L1/L2.
+const TRIANGLES_PER_PARTITION: usize = 4096;
+const MAX_PARTITION_BITS: u32 = 10;
+
+/// The misses of one block: their keys in corner order, and the same misses split by
+/// partition as (key, index among the block's misses).
+struct BlockMisses {
     keys: Vec<[u32; 3]>,
+    parts: Vec<Vec<([u32; 3], u32)>>,
 }
 
-impl Block {
-    fn find(&self, h: u64, k: &[u32; 3]) -> Option<u32> {
-        self.table
-            .find(h, |&id| self.keys[id as usize] == *k)
-            .copied()
-    }
-}
-
-/// Welds one block, writing block-local vertex ids (in first-use order) into `out`.
-fn weld_block(triangles: &[[[f32; 3]; 3]], out: &mut [[u32; 3]]) -> Block {
-    // A closed mesh has about half as many vertices as triangles; a block of one also has the
-    // vertices of its seams, and growing the table midway would rehash every vertex.
-    let expected = triangles.len() / 2 + triangles.len() / 16 + 1024;
-    let mut table: HashTable<u32> = HashTable::with_capacity(expected);
-    let mut keys: Vec<[u32; 3]> = Vec::with_capacity(expected);
-    // (key, vertex id); id u32::MAX marks an empty slot.
-    let mut recent = vec![([0u32; 3], u32::MAX); RECENT];
-    for (t, out) in triangles.iter().zip(out) {
-        let ids = t.each_ref().map(|p| {
-            let k = key(p);
+/// Labels each corner of a block with the index (within the block) of a miss with the same
+/// key. A vertex's first corner is always a miss, so the first miss of each key is its first
+/// use. Also folds `visit` over the block's facets (with their index and whether two corners
+/// weld together) while they are in cache.
+fn label_block<S>(
+    triangles: &[[[f32; 3]; 3]],
+    first_facet: usize,
+    part_bits: u32,
+    out: &mut [[u32; 3]],
+    state: &mut S,
+    visit: &impl Fn(&mut S, usize, &[[f32; 3]; 3], bool),
+) -> BlockMisses {
+    // A closed mesh has about half as many vertices as triangles; most corners hit the cache.
+    let expected = triangles.len() / 2 + 1024;
+    let per_part = (expected >> part_bits) + (expected >> part_bits) / 4 + 16;
+    let mut misses = BlockMisses {
+        keys: Vec::with_capacity(expected),
+        parts: (0..1 << part_bits)
+            .map(|_| Vec::with_capacity(per_part))
+            .collect(),
+    };
+    let mut recent = vec![([0u32; 3], EMPTY); RECENT];
+    for (f, (t, out)) in triangles.iter().zip(out).enumerate() {
+        let keys = t.each_ref().map(key);
+        visit(
+            state,
+            first_facet + f,
+            t,
+            keys[0] == keys[1] || keys[1] == keys[2] || keys[0] == keys[2],
+        );
+        *out = keys.map(|k| {
             let h = point_hash(&k);
             let slot = &mut recent[(h >> (64 - RECENT_BITS)) as usize];
-            if slot.1 != u32::MAX && slot.0 == k {
+            if slot.1 != EMPTY && slot.0 == k {
                 return slot.1;
             }
-            let id = match table.entry(
-                h,
-                |&id| keys[id as usize] == k,
-                |&id| point_hash(&keys[id as usize]),
-            ) {
-                Entry::Occupied(e) => *e.get(),
-                Entry::Vacant(e) => {
-                    let id = keys.len() as u32;
-                    e.insert(id);
-                    keys.push(k);
-                    id
-                }
-            };
-            *slot = (k, id);
-            id
+            let label = misses.keys.len() as u32;
+            misses.keys.push(k);
+            misses.parts[partition(h, part_bits)].push((k, label));
+            *slot = (k, label);
+            label
         });
-        *out = ids;
     }
-    Block { table, keys }
+    misses
+}
+
+/// The partition of a hash: its top `bits` bits.
+fn partition(h: u64, bits: u32) -> usize {
+    h.checked_shr(64 - bits).unwrap_or(0) as usize
+}
+
+/// For each miss (numbered across blocks in order, block `b` starting at `offsets[b]`), the
+/// index of the first miss with the same key (itself when it is first). Partitions hold
+/// disjoint keys, so they are deduplicated independently, each with a table that stays in
+/// cache; within a partition misses come in block order, then miss order.
+fn first_of_key(blocks: &[BlockMisses], offsets: &[u32], part_bits: u32) -> Vec<u32> {
+    let total = blocks.iter().map(|b| b.keys.len()).sum::<usize>();
+    let firsts: Vec<AtomicU32> = (0..total as u32)
+        .into_par_iter()
+        .with_min_len(1 << 14)
+        .map(AtomicU32::new)
+        .collect();
+    (0..1usize << part_bits).into_par_iter().for_each_init(
+        Vec::new,
+        |table: &mut Vec<([u32; 3], u32)>, p| {
+            let members = || {
+                blocks
+                    .iter()
+                    .zip(offsets)
+                    .flat_map(move |(b, &o)| b.parts[p].iter().map(move |&(k, l)| (k, o + l)))
+            };
+            let n: usize = blocks.iter().map(|b| b.parts[p].len()).sum();
+            let size = (2 * n).max(2).next_power_of_two();
+            table.clear();
+            table.resize(size, ([0; 3], EMPTY));
+            // (key, first miss); the slot is picked by the hash bits after the partition bits.
+            for (k, m) in members() {
+                let mut s = (point_hash(&k) << part_bits >> 32) as usize & (size - 1);
+                loop {
+                    let (other, first) = table[s];
+                    if first == EMPTY {
+                        table[s] = (k, m);
+                        break;
+                    }
+                    if other == k {
+                        // Each miss is written by the one partition that holds it.
+                        firsts[m as usize].store(first, Ordering::Relaxed);
+                        break;
+                    }
+                    s = (s + 1) & (size - 1);
+                }
+            }
+        },
+    );
+    firsts.into_iter().map(AtomicU32::into_inner).collect()
 }
 
 /// Below this many triangles one block is fastest.
 const PARALLEL_MIN_TRIANGLES: usize = 100_000;
-/// Each later block looks its vertices up in all earlier ones, so blocks stay few.
-const MAX_BLOCKS: usize = 4;
+/// Blocks per thread: enough to balance a machine whose other work takes a core away.
+const BLOCKS_PER_THREAD: usize = 2;
 
 pub(crate) fn weld(triangles: &[[[f32; 3]; 3]]) -> Welded {
+    weld_with(triangles, || (), |_, _, _, _| {}).0
+}
+
+/// Welds, and folds `visit` over every facet on the way (see [`label_block`]), returning one
+/// state per block in facet order.
+pub(crate) fn weld_with<S: Send>(
+    triangles: &[[[f32; 3]; 3]],
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], bool) + Sync,
+) -> (Welded, Vec<S>) {
     let blocks_wanted = if triangles.len() < PARALLEL_MIN_TRIANGLES {
         1
     } else {
-        rayon::current_num_threads().clamp(1, MAX_BLOCKS)
+        rayon::current_num_threads().max(1) * BLOCKS_PER_THREAD
     };
     let per_block = triangles.len().div_ceil(blocks_wanted).max(1);
-    // Contiguous blocks keep the file's locality; each is welded in parallel, writing
-    // block-local ids straight into its part of the result.
+    let part_bits = (triangles.len() / TRIANGLES_PER_PARTITION)
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros()
+        .min(MAX_PARTITION_BITS);
     let mut corners = vec![[0u32; 3]; triangles.len()];
-    let blocks: Vec<Block> = triangles
+    let (blocks, states): (Vec<BlockMisses>, Vec<S>) = triangles
         .par_chunks(per_block)
         .zip(corners.par_chunks_mut(per_block))
-        .map(|(tris, out)| weld_block(tris, out))
+        .enumerate()
+        .map(|(b, (tris, out))| {
+            let mut state = init();
+            let misses = label_block(tris, b * per_block, part_bits, out, &mut state, &visit);
+            (misses, state)
+        })
+        .unzip();
+    let offsets: Vec<u32> = blocks
+        .iter()
+        .scan(0u32, |acc, b| {
+            let o = *acc;
+            *acc += b.keys.len() as u32;
+            Some(o)
+        })
         .collect();
-    // A block's vertices that already occur in an earlier block take that vertex's global id;
-    // the others are numbered after all earlier vertices, in first-use order. The first
-    // block's local ids are already global (`None`: identity).
-    let mut positions: Vec<[f32; 3]> = Vec::new();
-    let mut global_ids: Vec<Option<Vec<u32>>> = Vec::with_capacity(blocks.len());
-    for (b, block) in blocks.iter().enumerate() {
-        if b == 0 {
-            positions.extend(block.keys.iter().map(|k| k.map(f32::from_bits)));
-            global_ids.push(None);
-            continue;
-        }
-        let earlier: Vec<Option<u32>> = block
-            .keys
-            .par_iter()
-            .with_min_len(4096)
-            .map(|k| {
-                let h = point_hash(k);
-                blocks[..b].iter().zip(&global_ids).find_map(|(prev, ids)| {
-                    let id = prev.find(h, k)?;
-                    Some(ids.as_ref().map_or(id, |ids| ids[id as usize]))
-                })
-            })
-            .collect();
-        positions.reserve(block.keys.len());
-        let ids = earlier
-            .iter()
-            .zip(&block.keys)
-            .map(|(found, k)| {
-                found.unwrap_or_else(|| {
-                    positions.push(k.map(f32::from_bits));
-                    (positions.len() - 1) as u32
-                })
-            })
-            .collect();
-        global_ids.push(Some(ids));
+    // Vertices are numbered by their first miss, i.e. in order of first use; a later miss
+    // takes the number already given to its first (rewritten in place, first to last).
+    let mut ids = first_of_key(&blocks, &offsets, part_bits);
+    let mut positions: Vec<[f32; 3]> = Vec::with_capacity(ids.len());
+    for (m, k) in blocks.iter().flat_map(|b| &b.keys).enumerate() {
+        let first = ids[m] as usize;
+        ids[m] = if first == m {
+            positions.push(k.map(f32::from_bits));
+            (positions.len() - 1) as u32
+        } else {
+            ids[first]
+        };
     }
+    drop(blocks);
     corners
         .par_chunks_mut(per_block)
-        .zip(&global_ids)
-        .for_each(|(out, ids)| {
-            if let Some(ids) = ids {
-                for c in out {
-                    *c = c.map(|v| ids[v as usize]);
-                }
+        .zip(&offsets)
+        .for_each(|(out, &offset)| {
+            for c in out {
+                *c = c.map(|v| ids[(offset + v) as usize]);
             }
         });
-    Welded { positions, corners }
+    (Welded { positions, corners }, states)
 }
 
 #[cfg(test)]

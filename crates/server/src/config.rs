@@ -52,6 +52,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub network: crate::network::NetworkConfig,
+    /// Extra printer profiles (`*.toml`) beside the built-in ones.
+    pub profiles_dir: Option<PathBuf>,
 }
 
 /// The TOML file's shape; every key optional.
@@ -66,6 +69,8 @@ pub struct FileConfig {
     pub cors_origins: Option<Vec<String>>,
     pub log_format: Option<LogFormat>,
     pub limits: Option<Limits>,
+    pub network: Option<crate::network::NetworkConfig>,
+    pub profiles_dir: Option<PathBuf>,
 }
 
 /// Values from flags and environment variables (clap fills both).
@@ -162,6 +167,8 @@ impl Config {
             cors_origins: file.cors_origins.unwrap_or_default(),
             log_format: o.log_format.or(file.log_format).unwrap_or(LogFormat::Human),
             limits,
+            network: file.network.unwrap_or_default(),
+            profiles_dir: file.profiles_dir,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -178,6 +185,8 @@ impl Config {
             cors_origins: Vec::new(),
             log_format: LogFormat::Human,
             limits: Limits::default(),
+            network: crate::network::NetworkConfig::default(),
+            profiles_dir: None,
         }
     }
 
@@ -201,6 +210,16 @@ impl Config {
         if l.max_inflight_upload_bytes < l.max_upload_bytes {
             return Err(ConfigError::Invalid(
                 "limits.max_inflight_upload_bytes must be at least limits.max_upload_bytes".into(),
+            ));
+        }
+        let n = &self.network;
+        if !(n.lease_s.is_finite()
+            && n.lease_s > 0.0
+            && n.lost_grace_s.is_finite()
+            && n.lost_grace_s >= 0.0)
+        {
+            return Err(ConfigError::Invalid(
+                "network.lease_s must be > 0 and network.lost_grace_s >= 0 (seconds)".into(),
             ));
         }
         if l.max_page_size == 0 {

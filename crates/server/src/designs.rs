@@ -26,6 +26,8 @@ const MAX_FILE_NAME_BYTES: usize = 255;
 #[derive(Clone)]
 pub struct Designs {
     pub state: Arc<State>,
+    /// Lets a node read the designs of jobs assigned to it.
+    pub net: Option<Arc<crate::network::Network>>,
 }
 
 impl Designs {
@@ -39,8 +41,15 @@ impl Designs {
         })?;
         let rec = self.state.store.get_design(id).map_err(store_status)?;
         // Someone else's design answers exactly like a missing one, so ids cannot be probed.
+        let node_may = |r: &DesignRecord| {
+            who.role == pb::Role::Node
+                && self
+                    .net
+                    .as_ref()
+                    .is_some_and(|n| n.node_holds_design(&who.credential, &names::design(&r.id)))
+        };
         match rec {
-            Some(r) if r.owner == who.id || who.is_admin() => Ok(r),
+            Some(r) if r.owner == who.id || who.is_admin() || node_may(&r) => Ok(r),
             _ => Err(Status::not_found(format!("{name} not found"))),
         }
     }

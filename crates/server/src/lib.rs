@@ -4,16 +4,21 @@
 //! flushes the store. `fabd` (src/main.rs), the tests and the `fab demo` embed the same function.
 //!
 //! Components: [`config`] (read once at start), [`auth`] (tokens to principals), [`designs`]
-//! (uploads and mesh checks), [`admin`] (tokens, node identities), [`metrics`], [`errors`]
-//! (statuses with details), [`pending`] (RPCs that later work fills in).
+//! (uploads and mesh checks), [`admin`] (tokens, node identities), [`network`] (printer
+//! registry, routing, durable job lifecycle, leases and fencing) with its gRPC edges [`jobs`]
+//! and [`nodes`], [`metrics`], [`errors`] (statuses with details), [`estimates`] (slice-estimates
+//! per design and profile, cached).
 
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod designs;
 pub mod errors;
+pub mod estimates;
+pub mod jobs;
 pub mod metrics;
-pub mod pending;
+pub mod network;
+pub mod nodes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +85,7 @@ pub struct Running {
     /// Where the first-start admin token was written, if it was created by this start.
     pub new_admin_token: Option<PathBuf>,
     pub state: Arc<State>,
+    pub network: Arc<network::Network>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -189,14 +195,23 @@ pub async fn start(
     let addr = listener.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let designs = designs::Designs {
-        state: state.clone(),
-    };
     let admin = admin::Admin {
         state: state.clone(),
     };
+    let profiles = Arc::new(estimates::Profiles::load(
+        state.config.profiles_dir.as_deref(),
+    )?);
+    let net = network::Network::load(state.clone(), state.config.network, profiles.clone())?;
+    net.spawn_lease_monitor();
+    let designs = designs::Designs {
+        state: state.clone(),
+        net: Some(net.clone()),
+    };
+    let jobs = jobs::Jobs { net: net.clone() };
+    let nodes = nodes::Nodes { net: net.clone() };
     use pb::admin_service_server::AdminServiceServer;
     use pb::design_service_server::DesignServiceServer;
+    use pb::estimate_service_server::EstimateServiceServer;
     use pb::job_service_server::JobServiceServer;
     use pb::node_service_server::NodeServiceServer;
     health
@@ -225,14 +240,24 @@ pub async fn start(
         .add_service(reflection)
         .add_service(DesignServiceServer::new(designs))
         .add_service(AdminServiceServer::new(admin))
-        .add_service(JobServiceServer::new(pending::PendingJobs))
-        .add_service(NodeServiceServer::new(pending::PendingNodes));
+        .add_service(JobServiceServer::new(jobs))
+        .add_service(NodeServiceServer::new(nodes))
+        .add_service(EstimateServiceServer::new(estimates::Estimates {
+            state: state.clone(),
+            profiles,
+        }));
 
     let store = state.store.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let closing_net = net.clone();
     let task = tokio::spawn(async move {
+        let shutdown = async move {
+            stopped(stop_rx).await;
+            // Long-lived streams would hold a graceful shutdown open forever.
+            closing_net.close();
+        };
         let served = router
-            .serve_with_incoming_shutdown(incoming, stopped(stop_rx))
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         // Flush even when serving failed: what was acknowledged must be on disk.
         let flushed = tokio::task::spawn_blocking(move || store.flush()).await?;
@@ -245,6 +270,7 @@ pub async fn start(
         metrics_addr,
         new_admin_token,
         state,
+        network: net,
         task,
     })
 }

@@ -575,7 +575,7 @@ async fn repair_creates_a_linked_design_that_checks_cleaner() {
 }
 
 #[tokio::test]
-async fn health_reflection_grpc_web_and_pending_rpcs() {
+async fn health_reflection_grpc_web_and_auth() {
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(dir.path(), Limits::default()).await;
     let addr = r.running.as_ref().unwrap().addr;
@@ -660,7 +660,86 @@ async fn health_reflection_grpc_web_and_pending_rpcs() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
-    assert!(!e.message().is_empty());
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("authorization"), "{}", e.message());
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn estimates_are_computed_once_and_explain_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), Limits::default()).await;
+    let token = r.designer("a").await;
+    let mut c = r.designs(&token);
+    let boxed = upload(
+        &mut c,
+        "box.stl",
+        &reference("prusaslicer__20mmbox-CRLF.stl"),
+    )
+    .await
+    .unwrap();
+    let mut est =
+        fabrouter_api::v1::estimate_service_client::EstimateServiceClient::with_interceptor(
+            r.channel.clone(),
+            Bearer(token.clone()),
+        );
+    let profiles = est
+        .list_profiles(pb::ListProfilesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        profiles
+            .profiles
+            .iter()
+            .any(|p| p.name == "prusaslicer-b" && !p.toml.is_empty())
+    );
+    let ask = pb::EstimateDesignRequest {
+        design: boxed.name.clone(),
+        profile: "prusaslicer-b".into(),
+    };
+    let first = est.estimate_design(ask.clone()).await.unwrap().into_inner();
+    assert!(!first.cached);
+    assert_eq!(first.layers, 100);
+    // PrusaSlicer 2.5 (profile B) says 1177 s and 1485.36 mm for this box.
+    assert!(
+        (first.print_time_s / 1177.0 - 1.0).abs() < 0.10,
+        "{}",
+        first.print_time_s
+    );
+    assert!(
+        (first.filament_mm / 1485.36 - 1.0).abs() < 0.05,
+        "{}",
+        first.filament_mm
+    );
+    let again = est.estimate_design(ask).await.unwrap().into_inner();
+    assert!(again.cached);
+    assert_eq!(again.print_time_s, first.print_time_s);
+
+    // Too big for the profile's bed: a reason, not a number.
+    let counter = upload(
+        &mut c,
+        "counter.stl",
+        &reference("trimesh__counter.unitsmm.stl"),
+    )
+    .await
+    .unwrap();
+    let e = est
+        .estimate_design(pb::EstimateDesignRequest {
+            design: counter.name,
+            profile: "prusaslicer-b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("does not fit"), "{}", e.message());
+    let e = est
+        .estimate_design(pb::EstimateDesignRequest {
+            design: boxed.name,
+            profile: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
     r.stop().await;
 }

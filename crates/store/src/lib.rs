@@ -29,6 +29,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    #[error("{0} was changed concurrently; retry")]
+    Conflict(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -74,6 +76,30 @@ pub struct NodeRecord {
     pub created_unix_ms: i64,
 }
 
+/// A job: the encoded `fabrouter.v1.Job` plus what the store needs to keep changes atomic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub owner: String,
+    /// Bumped by every update; an update naming an older version is refused (lost-update guard).
+    pub version: u64,
+    /// Sequence number of the newest event in the job's history.
+    pub last_seq: u64,
+    /// Not yet completed, failed or cancelled; indexed so a restart finds them at once.
+    pub active: bool,
+    /// Encoded `fabrouter.v1.Job`.
+    pub job: Vec<u8>,
+}
+
+/// The outcome of creating jobs under an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The jobs were stored now.
+    New,
+    /// The key was used before: these are the ids created then; nothing was written.
+    Replayed(Vec<String>),
+}
+
 /// The storage contract of the router.
 ///
 /// Methods are synchronous: the embedded engine answers in microseconds, and the server moves
@@ -104,6 +130,33 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with `AlreadyExists` if the node id is taken.
     fn create_node(&self, node: &NodeRecord) -> Result<()>;
     fn get_node(&self, node_id: &str) -> Result<Option<NodeRecord>>;
+
+    /// Stores jobs with their first events, unless `(owner, idempotency_key)` was seen before.
+    /// `events[i]` are the encoded events of `jobs[i]`, numbered 1.. in order.
+    fn create_jobs(
+        &self,
+        owner: &str,
+        idempotency_key: &str,
+        jobs: &[JobRecord],
+        events: &[Vec<Vec<u8>>],
+    ) -> Result<Created>;
+    /// The job ids created under `(owner, idempotency_key)`, if any.
+    fn idempotency_lookup(&self, owner: &str, idempotency_key: &str)
+    -> Result<Option<Vec<String>>>;
+    /// Replaces the job and appends `events` (numbered from `last_seq + 1`) in one transaction,
+    /// if its stored version is still `job.version - 1`; otherwise `Conflict`.
+    fn update_job(&self, job: &JobRecord, events: &[Vec<u8>]) -> Result<()>;
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// The owner's jobs, newest first, after the id `after` (exclusive).
+    fn list_jobs(&self, owner: &str, after: Option<&str>, limit: usize) -> Result<Vec<JobRecord>>;
+    /// Jobs not yet finished, oldest first.
+    fn active_jobs(&self) -> Result<Vec<JobRecord>>;
+    /// Encoded events of a job with sequence >= `from_seq`, in order.
+    fn job_events(&self, id: &str, from_seq: u64) -> Result<Vec<Vec<u8>>>;
+
+    /// Printers as their nodes last declared them (encoded `fabrouter.v1.Printer`), by name.
+    fn put_printer(&self, name: &str, printer: &[u8]) -> Result<()>;
+    fn list_printers(&self) -> Result<Vec<(String, Vec<u8>)>>;
 
     /// Cached computed values (e.g. estimates) by key; dropping them loses nothing.
     fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>>;

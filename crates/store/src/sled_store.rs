@@ -2,7 +2,9 @@
 //!
 //! Trees: `designs` (id -> record), `owner_designs` (owner NUL id -> ()), `blob_refs`
 //! (sha256 -> u64 count), `tokens` (id -> record), `token_secrets` (secret sha256 -> id), `nodes`
-//! (node id -> record), `cache` (key -> bytes). Multi-tree changes go through one sled
+//! (node id -> record), `cache` (key -> bytes), `jobs` (id -> record), `owner_jobs`
+//! (owner NUL id -> ()), `active_jobs` (id -> ()), `job_events` (id NUL seq(u64 BE) -> event),
+//! `idempotency` (owner NUL key -> job ids), `printers` (name -> encoded printer). Multi-tree changes go through one sled
 //! transaction; the blob file is written before and removed after it, and a start-up sweep
 //! removes blobs that no record counts (a crash between the two steps).
 
@@ -14,7 +16,9 @@ use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::{BlobDir, DesignRecord, NodeRecord, Result, Store, StoreError, TokenRecord};
+use crate::{
+    BlobDir, Created, DesignRecord, JobRecord, NodeRecord, Result, Store, StoreError, TokenRecord,
+};
 
 pub struct SledStore {
     db: sled::Db,
@@ -25,6 +29,12 @@ pub struct SledStore {
     token_secrets: sled::Tree,
     nodes: sled::Tree,
     cache: sled::Tree,
+    jobs: sled::Tree,
+    owner_jobs: sled::Tree,
+    active_jobs: sled::Tree,
+    job_events: sled::Tree,
+    idempotency: sled::Tree,
+    printers: sled::Tree,
     blobs: BlobDir,
     /// Serialises blob creation and removal against reference counting, so two uploads of the
     /// same bytes and a concurrent delete cannot leave a record without its blob.
@@ -44,6 +54,12 @@ impl SledStore {
             token_secrets: db.open_tree("token_secrets")?,
             nodes: db.open_tree("nodes")?,
             cache: db.open_tree("cache")?,
+            jobs: db.open_tree("jobs")?,
+            owner_jobs: db.open_tree("owner_jobs")?,
+            active_jobs: db.open_tree("active_jobs")?,
+            job_events: db.open_tree("job_events")?,
+            idempotency: db.open_tree("idempotency")?,
+            printers: db.open_tree("printers")?,
             blobs: BlobDir::open_dir(dir.join("blobs"))?,
             blob_lock: Mutex::new(()),
             db,
@@ -93,6 +109,12 @@ fn owner_key(owner: &str, id: &str) -> Vec<u8> {
     k.extend_from_slice(owner.as_bytes());
     k.push(0);
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn event_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = owner_key(id, "");
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -270,6 +292,170 @@ impl Store for SledStore {
             .transpose()
     }
 
+    fn create_jobs(
+        &self,
+        owner: &str,
+        idempotency_key: &str,
+        jobs: &[JobRecord],
+        events: &[Vec<Vec<u8>>],
+    ) -> Result<Created> {
+        let values = jobs
+            .iter()
+            .map(|j| encode("jobs", j))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let ids_value = encode("idempotency", &ids)?;
+        let idem = owner_key(owner, idempotency_key);
+        let trees = (
+            &self.jobs,
+            &self.owner_jobs,
+            &self.active_jobs,
+            &self.job_events,
+            &self.idempotency,
+        );
+        trees
+            .transaction(|(t_jobs, t_owner, t_active, t_events, t_idem)| {
+                if let Some(prev) = t_idem.get(&idem)? {
+                    let prev: Vec<String> = decode("idempotency", &prev)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    return Ok(Created::Replayed(prev));
+                }
+                for (i, (job, value)) in jobs.iter().zip(&values).enumerate() {
+                    t_jobs.insert(job.id.as_bytes(), value.as_slice())?;
+                    t_owner.insert(owner_key(&job.owner, &job.id), &[] as &[u8])?;
+                    if job.active {
+                        t_active.insert(job.id.as_bytes(), &[] as &[u8])?;
+                    }
+                    for (n, ev) in events.get(i).into_iter().flatten().enumerate() {
+                        t_events.insert(event_key(&job.id, n as u64 + 1), ev.as_slice())?;
+                    }
+                }
+                t_idem.insert(idem.as_slice(), ids_value.as_slice())?;
+                Ok(Created::New)
+            })
+            .map_err(tx_err)
+    }
+
+    fn idempotency_lookup(
+        &self,
+        owner: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Vec<String>>> {
+        self.idempotency
+            .get(owner_key(owner, idempotency_key))?
+            .map(|v| decode("idempotency", &v))
+            .transpose()
+    }
+
+    fn update_job(&self, job: &JobRecord, events: &[Vec<u8>]) -> Result<()> {
+        let value = encode("jobs", job)?;
+        let trees = (&self.jobs, &self.active_jobs, &self.job_events);
+        trees
+            .transaction(|(t_jobs, t_active, t_events)| {
+                let current: JobRecord = match t_jobs.get(job.id.as_bytes())? {
+                    Some(v) => decode("jobs", &v).map_err(ConflictableTransactionError::Abort)?,
+                    None => {
+                        return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
+                            format!("job {}", job.id),
+                        )));
+                    }
+                };
+                if current.version + 1 != job.version
+                    || current.last_seq + events.len() as u64 != job.last_seq
+                {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
+                        format!("job {}", job.id),
+                    )));
+                }
+                t_jobs.insert(job.id.as_bytes(), value.as_slice())?;
+                if job.active {
+                    t_active.insert(job.id.as_bytes(), &[] as &[u8])?;
+                } else {
+                    t_active.remove(job.id.as_bytes())?;
+                }
+                for (n, ev) in events.iter().enumerate() {
+                    t_events.insert(
+                        event_key(&job.id, current.last_seq + n as u64 + 1),
+                        ev.as_slice(),
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.jobs
+            .get(id.as_bytes())?
+            .map(|v| decode("jobs", &v))
+            .transpose()
+    }
+
+    fn list_jobs(&self, owner: &str, after: Option<&str>, limit: usize) -> Result<Vec<JobRecord>> {
+        let start = owner_key(owner, "");
+        let iter = match after {
+            Some(after) => self
+                .owner_jobs
+                .range(start.clone()..owner_key(owner, after)),
+            None => self.owner_jobs.scan_prefix(&start),
+        };
+        let mut out = Vec::new();
+        for item in iter.rev() {
+            let (key, _) = item?;
+            let id = std::str::from_utf8(&key[start.len()..]).map_err(|e| StoreError::Corrupt {
+                tree: "owner_jobs",
+                reason: e.to_string(),
+            })?;
+            if let Some(rec) = self.get_job(id)? {
+                out.push(rec);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn active_jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        for item in self.active_jobs.iter() {
+            let (id, _) = item?;
+            if let Some(v) = self.jobs.get(&id)? {
+                out.push(decode("jobs", &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn job_events(&self, id: &str, from_seq: u64) -> Result<Vec<Vec<u8>>> {
+        let start = event_key(id, from_seq.max(1));
+        let prefix = owner_key(id, "");
+        let mut out = Vec::new();
+        for item in self.job_events.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn put_printer(&self, name: &str, printer: &[u8]) -> Result<()> {
+        self.printers.insert(name.as_bytes(), printer)?;
+        Ok(())
+    }
+
+    fn list_printers(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.printers
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
     fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.cache.get(key.as_bytes())?.map(|v| v.to_vec()))
     }
@@ -394,6 +580,70 @@ mod tests {
             None
         );
         assert!(!store.revoke_token("t1").unwrap());
+    }
+
+    fn job(id: &str, version: u64, last_seq: u64, active: bool) -> JobRecord {
+        JobRecord {
+            id: id.into(),
+            owner: "alice".into(),
+            version,
+            last_seq,
+            active,
+            job: id.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn jobs_are_created_once_per_idempotency_key_and_updated_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let jobs = [job("j1", 0, 1, true), job("j2", 0, 1, true)];
+        let evs = vec![vec![b"created-1".to_vec()], vec![b"created-2".to_vec()]];
+        assert_eq!(
+            store.create_jobs("alice", "k1", &jobs, &evs).unwrap(),
+            Created::New
+        );
+        let again = [job("j3", 0, 1, true)];
+        assert_eq!(
+            store.create_jobs("alice", "k1", &again, &evs[..1]).unwrap(),
+            Created::Replayed(vec!["j1".into(), "j2".into()])
+        );
+        assert!(store.get_job("j3").unwrap().is_none());
+        // The same key from another owner is another request.
+        let mut bobs = job("j3", 0, 1, true);
+        bobs.owner = "bob".into();
+        assert_eq!(
+            store.create_jobs("bob", "k1", &[bobs], &evs[..1]).unwrap(),
+            Created::New
+        );
+
+        store
+            .update_job(&job("j1", 1, 3, false), &[b"a".to_vec(), b"b".to_vec()])
+            .unwrap();
+        // A writer that read version 0 loses: nothing of its change is written.
+        assert!(matches!(
+            store.update_job(&job("j1", 1, 2, true), &[b"x".to_vec()]),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            store.job_events("j1", 1).unwrap(),
+            vec![b"created-1".to_vec(), b"a".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(store.job_events("j1", 3).unwrap(), vec![b"b".to_vec()]);
+        let active: Vec<_> = store
+            .active_jobs()
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(active, ["j2", "j3"]);
+        let listed: Vec<_> = store
+            .list_jobs("alice", None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(listed, ["j2", "j1"]);
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! Slice-estimates for stored designs: EstimateService, and the per-profile figures routing
+//! uses. Results are cached in the store per (design sha256, profile content hash), so a
+//! repeated question costs a lookup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fabrouter_api::v1 as pb;
+use fabrouter_api::v1::estimate_service_server::EstimateService;
+use fabrouter_estimator::{self as est, Profile};
+use fabrouter_mesh as mesh;
+use fabrouter_store::DesignRecord;
+use tonic::{Request, Response, Status};
+
+use crate::State;
+use crate::errors::{bad_request, store_status};
+
+/// The profiles this router knows: the built-in ones plus `*.toml` files from the profiles
+/// directory, read once at start.
+pub struct Profiles {
+    by_name: HashMap<String, Profile>,
+}
+
+impl Profiles {
+    pub fn load(dir: Option<&std::path::Path>) -> anyhow::Result<Profiles> {
+        let mut by_name = HashMap::new();
+        for name in Profile::builtin_names() {
+            if let Some(p) = Profile::builtin(name) {
+                by_name.insert(name.to_string(), p);
+            }
+        }
+        if let Some(dir) = dir {
+            for entry in std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("profiles directory {}: {e}", dir.display()))?
+            {
+                let path = entry?.path();
+                if path.extension().is_some_and(|x| x == "toml") {
+                    let text = std::fs::read_to_string(&path)?;
+                    let p = Profile::from_toml(&text)
+                        .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
+                    by_name.insert(p.name.clone(), p);
+                }
+            }
+        }
+        Ok(Profiles { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Profile> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_name.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+/// The estimator's result in the API's words.
+pub fn estimate_to_pb(design: &str, profile: &Profile, e: &est::Estimate) -> pb::Estimate {
+    let b = &e.breakdown;
+    pb::Estimate {
+        design: design.to_string(),
+        profile: profile.name.clone(),
+        profile_hash: profile.content_hash(),
+        print_time_s: e.print_time_s,
+        filament_mm: e.filament_mm,
+        filament_g: e.filament_g,
+        filament_cm3: e.filament_cm3,
+        layers: e.layers,
+        breakdown: [
+            ("perimeters", &b.perimeters),
+            ("infill", &b.infill),
+            ("solid", &b.solid),
+            ("support", &b.support),
+            ("skirt", &b.skirt),
+            ("travel", &b.travel),
+        ]
+        .into_iter()
+        .map(|(f, x)| pb::FeatureEstimate {
+            feature: f.into(),
+            time_s: x.time_s,
+            filament_mm: x.filament_mm,
+            path_mm: x.path_mm,
+        })
+        .collect(),
+        warnings: e.warnings.clone(),
+        cached: false,
+        compute_time_s: 0.0,
+    }
+}
+
+fn cache_key(sha256: &str, profile: &Profile) -> String {
+    format!("estimate/{sha256}/{}", profile.content_hash())
+}
+
+/// Estimates a design on a profile, from the cache when it can. Blocking: call it from a
+/// blocking thread. The error is the estimator's reason (does not fit, no layers, broken).
+pub fn estimate_design(
+    state: &State,
+    design: &DesignRecord,
+    profile: &Profile,
+) -> Result<(est::Estimate, bool, f64), Status> {
+    let key = cache_key(&design.sha256, profile);
+    if let Some(bytes) = state.store.cache_get(&key).map_err(store_status)?
+        && let Ok(e) = serde_json::from_slice::<est::Estimate>(&bytes)
+    {
+        return Ok((e, true, 0.0));
+    }
+    let bytes = {
+        let mut f = state
+            .store
+            .open_blob(&design.sha256)
+            .map_err(store_status)?;
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut buf)
+            .map_err(|e| Status::internal(format!("reading design bytes: {e}")))?;
+        buf
+    };
+    let limits = mesh::Limits {
+        max_bytes: state.config.limits.max_upload_bytes,
+        max_triangles: state.config.limits.max_triangles,
+    };
+    let m = mesh::parse_stl(&bytes, &limits)
+        .map_err(|e| Status::failed_precondition(format!("the design cannot be read: {e}")))?;
+    let t = Instant::now();
+    let e = est::estimate(&m.triangles, profile).map_err(|e| {
+        Status::failed_precondition(format!("no estimate on profile {}: {e}", profile.name))
+    })?;
+    let took = t.elapsed().as_secs_f64();
+    if let Ok(json) = serde_json::to_vec(&e) {
+        // A cache write failing costs only a recomputation later.
+        let _ = state.store.cache_put(&key, &json);
+    }
+    Ok((e, false, took))
+}
+
+#[derive(Clone)]
+pub struct Estimates {
+    pub state: Arc<State>,
+    pub profiles: Arc<Profiles>,
+}
+
+#[tonic::async_trait]
+impl EstimateService for Estimates {
+    async fn estimate_design(
+        &self,
+        request: Request<pb::EstimateDesignRequest>,
+    ) -> Result<Response<pb::Estimate>, Status> {
+        let t = Instant::now();
+        let this = self.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let who = this.state.authenticate(request.metadata())?;
+            let req = request.get_ref();
+            let design = crate::designs::Designs {
+                state: this.state.clone(),
+                net: None,
+            }
+            .readable(&who, &req.design)?;
+            let profile = this.profiles.get(&req.profile).ok_or_else(|| {
+                bad_request(
+                    "profile",
+                    format!(
+                        "unknown profile {:?}; known: {}",
+                        req.profile,
+                        this.profiles.names().join(", ")
+                    ),
+                )
+            })?;
+            let (e, cached, took) = estimate_design(&this.state, &design, profile)?;
+            let mut out = estimate_to_pb(&req.design, profile, &e);
+            out.cached = cached;
+            out.compute_time_s = took;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))
+        .and_then(|r| r);
+        self.state.metrics.observe("EstimateDesign", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn list_profiles(
+        &self,
+        request: Request<pb::ListProfilesRequest>,
+    ) -> Result<Response<pb::ListProfilesResponse>, Status> {
+        let t = Instant::now();
+        let res = self
+            .state
+            .authenticate(request.metadata())
+            .map(|_| pb::ListProfilesResponse {
+                profiles: self
+                    .profiles
+                    .names()
+                    .iter()
+                    .filter_map(|n| self.profiles.get(n))
+                    .map(|p| pb::Profile {
+                        name: p.name.clone(),
+                        profile_hash: p.content_hash(),
+                        nozzle_diameter_mm: p.nozzle_diameter_mm,
+                        layer_height_mm: p.layer_height_mm,
+                        build_x_mm: p.build_x_mm,
+                        build_y_mm: p.build_y_mm,
+                        build_z_mm: p.build_z_mm,
+                        toml: p.to_toml(),
+                    })
+                    .collect(),
+            });
+        self.state.metrics.observe("ListProfiles", t, &res);
+        res.map(Response::new)
+    }
+}

@@ -1,0 +1,932 @@
+//! The printer network over real gRPC on loopback with a real sled directory and simulated
+//! nodes that speak the real node protocol: routing, the job lifecycle, leases, fencing,
+//! idempotency and restarts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use fabrouter_api::v1 as pb;
+use fabrouter_api::v1::admin_service_client::AdminServiceClient;
+use fabrouter_api::v1::design_service_client::DesignServiceClient;
+use fabrouter_api::v1::job_service_client::JobServiceClient;
+use fabrouter_api::v1::node_service_client::NodeServiceClient;
+use fabrouter_server::config::Config;
+use fabrouter_server::network::NetworkConfig;
+use fabrouter_server::{Running, start};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+#[derive(Clone)]
+struct Bearer(String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.0).parse().unwrap(),
+        );
+        Ok(req)
+    }
+}
+
+const BERLIN: (f64, f64) = (52.52, 13.405);
+const POTSDAM: (f64, f64) = (52.39, 13.06);
+const HAMBURG: (f64, f64) = (53.55, 9.99);
+const MUNICH: (f64, f64) = (48.14, 11.58);
+const BRANDENBURG: (f64, f64) = (52.41, 12.53);
+
+struct Router {
+    running: Option<Running>,
+    stop: Option<oneshot::Sender<()>>,
+    channel: Channel,
+    admin: String,
+}
+
+impl Router {
+    async fn start(dir: &Path, lease_s: f64, grace_s: f64) -> Router {
+        let mut config = Config::embedded(dir);
+        config.network = NetworkConfig {
+            lease_s,
+            lost_grace_s: grace_s,
+            max_reroutes: 3,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let running = start(config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+        let channel = Channel::from_shared(format!("http://{}", running.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let admin = std::fs::read_to_string(dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Router {
+            running: Some(running),
+            stop: Some(tx),
+            channel,
+            admin,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.running.take().unwrap().wait().await.unwrap();
+    }
+
+    fn admin(&self) -> AdminServiceClient<Authed> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), Bearer(self.admin.clone()))
+    }
+
+    fn jobs(&self, token: &str) -> JobServiceClient<Authed> {
+        JobServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()))
+    }
+
+    async fn designer(&self) -> String {
+        self.admin()
+            .create_token(pb::CreateTokenRequest {
+                role: pb::Role::Designer as i32,
+                label: "d".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    async fn node_credentials(&self, id: &str) -> String {
+        let secret = self
+            .admin()
+            .create_node(pb::CreateNodeRequest {
+                node_id: id.into(),
+                label: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .secret;
+        format!("node:{id}:{secret}")
+    }
+
+    /// Uploads a 20 mm cube and returns its design name.
+    async fn cube(&self, token: &str, size_mm: f32) -> String {
+        let stl = cube_stl(size_mm);
+        let mut c =
+            DesignServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()));
+        let msgs = vec![
+            pb::UploadDesignRequest {
+                payload: Some(pb::upload_design_request::Payload::Metadata(
+                    pb::UploadMetadata {
+                        file_name: "cube.stl".into(),
+                        declared_size_bytes: stl.len() as u64,
+                        sha256: String::new(),
+                        format: pb::DesignFormat::Stl as i32,
+                    },
+                )),
+            },
+            pb::UploadDesignRequest {
+                payload: Some(pb::upload_design_request::Payload::Chunk(stl)),
+            },
+        ];
+        c.upload_design(tokio_stream::iter(msgs))
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    }
+}
+
+fn cube_stl(s: f32) -> Vec<u8> {
+    let v = |x: f32, y: f32, z: f32| [x * s, y * s, z * s];
+    let quads = [
+        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
+        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
+        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
+        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
+        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
+        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
+    ];
+    let mut b = vec![0u8; 80];
+    b.extend_from_slice(&12u32.to_le_bytes());
+    for q in quads {
+        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
+            b.extend_from_slice(&[0u8; 12]);
+            for p in t {
+                for c in p {
+                    b.extend_from_slice(&c.to_le_bytes());
+                }
+            }
+            b.extend_from_slice(&[0, 0]);
+        }
+    }
+    b
+}
+
+fn printer(id: &str, at: (f64, f64), tech: pb::Technology, build_mm: f64) -> pb::PrinterSpec {
+    pb::PrinterSpec {
+        printer_id: id.into(),
+        technology: tech as i32,
+        build_x_mm: build_mm,
+        build_y_mm: build_mm,
+        build_z_mm: build_mm,
+        nozzle_diameters_mm: vec![0.4],
+        materials: vec![pb::Material {
+            kind: "PLA".into(),
+            colour: "black".into(),
+        }],
+        profiles: vec!["prusaslicer-b".into()],
+        location: Some(pb::GeoPoint {
+            lat_deg: at.0,
+            lon_deg: at.1,
+        }),
+        price: Some(pb::PriceModel {
+            currency: "EUR".into(),
+            per_hour_minor: 200,
+            per_gram_minor: 5,
+            setup_fee_minor: 300,
+        }),
+        makerspace: format!("space-{id}"),
+        firmware_flavor: "marlin2".into(),
+    }
+}
+
+/// A node agent speaking the real protocol, with heartbeats that can be stopped.
+struct SimNode {
+    id: String,
+    out: mpsc::UnboundedSender<pb::NodeMessage>,
+    inbox: tonic::Streaming<pb::RouterMessage>,
+    beat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimNode {
+    async fn connect(
+        r: &Router,
+        creds: &str,
+        id: &str,
+        printers: Vec<pb::PrinterSpec>,
+        held: Vec<pb::HeldJob>,
+    ) -> SimNode {
+        let (out, rx) = mpsc::unbounded_channel();
+        out.send(pb::NodeMessage {
+            msg: Some(pb::node_message::Msg::Hello(pb::NodeHello {
+                agent_version: "test".into(),
+                printers,
+                held_jobs: held,
+            })),
+        })
+        .unwrap();
+        let mut client =
+            NodeServiceClient::with_interceptor(r.channel.clone(), Bearer(creds.into()));
+        let mut inbox = client
+            .node_session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = inbox.next().await.unwrap().unwrap();
+        let Some(pb::router_message::Msg::Welcome(w)) = first.msg else {
+            panic!("expected Welcome, got {first:?}");
+        };
+        assert_eq!(w.node_id, id);
+        let beat_tx = out.clone();
+        let interval = Duration::from_secs_f64(w.heartbeat_interval_s);
+        let beat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let hb = pb::NodeMessage {
+                    msg: Some(pb::node_message::Msg::Heartbeat(pb::Heartbeat::default())),
+                };
+                if beat_tx.send(hb).is_err() {
+                    return;
+                }
+            }
+        });
+        SimNode {
+            id: id.into(),
+            out,
+            inbox,
+            beat: Some(beat),
+        }
+    }
+
+    fn silence(&mut self) {
+        if let Some(b) = self.beat.take() {
+            b.abort();
+        }
+    }
+
+    async fn next(&mut self) -> pb::router_message::Msg {
+        tokio::time::timeout(Duration::from_secs(10), self.inbox.next())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no message from the router", self.id))
+            .unwrap()
+            .unwrap()
+            .msg
+            .unwrap()
+    }
+
+    async fn assignment(&mut self) -> pb::JobAssignment {
+        loop {
+            if let pb::router_message::Msg::Assignment(a) = self.next().await {
+                return a;
+            }
+        }
+    }
+
+    fn send(&self, msg: pb::node_message::Msg) {
+        let _ = self.out.send(pb::NodeMessage { msg: Some(msg) });
+    }
+
+    fn progress(&self, job: &str, epoch: u64, fraction: f64) {
+        self.send(pb::node_message::Msg::Progress(pb::JobProgress {
+            job: job.into(),
+            epoch,
+            fraction,
+            phase: "printing".into(),
+            ..Default::default()
+        }));
+    }
+
+    fn result(&self, job: &str, epoch: u64, success: bool, printer_fault: bool, reason: &str) {
+        self.send(pb::node_message::Msg::Result(pb::JobResult {
+            job: job.into(),
+            epoch,
+            success,
+            reason: reason.into(),
+            printer_fault,
+        }));
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        self.silence();
+    }
+}
+
+fn spec(design: &str, at: (f64, f64)) -> pb::JobSpec {
+    pb::JobSpec {
+        design: design.into(),
+        technology: pb::Technology::Fdm as i32,
+        material: Some(pb::Material {
+            kind: "pla".into(),
+            colour: String::new(),
+        }),
+        nozzle_mm: 0.0,
+        customer_location: Some(pb::GeoPoint {
+            lat_deg: at.0,
+            lon_deg: at.1,
+        }),
+        max_distance_km: 0.0,
+        quantity: 1,
+    }
+}
+
+async fn wait_state(
+    jobs: &mut JobServiceClient<Authed>,
+    name: &str,
+    want: pb::JobState,
+) -> pb::Job {
+    for _ in 0..200 {
+        let j = jobs
+            .get_job(pb::GetJobRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if j.state == want as i32 {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} never reached {want:?}");
+}
+
+#[tokio::test]
+async fn quote_picks_the_nearest_capable_printer_and_explains_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let (a, b, c) = (
+        r.node_credentials("berlin").await,
+        r.node_credentials("munich").await,
+        r.node_credentials("hamburg").await,
+    );
+    let _na = SimNode::connect(
+        &r,
+        &a,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let _nb = SimNode::connect(
+        &r,
+        &b,
+        "munich",
+        vec![
+            printer("big", MUNICH, pb::Technology::Fdm, 300.0),
+            printer("tiny", MUNICH, pb::Technology::Fdm, 10.0),
+        ],
+        vec![],
+    )
+    .await;
+    let _nc = SimNode::connect(
+        &r,
+        &c,
+        "hamburg",
+        vec![printer("sla", HAMBURG, pb::Technology::Resin, 150.0)],
+        vec![],
+    )
+    .await;
+
+    let mut jobs = r.jobs(&designer);
+    let q = jobs
+        .quote_job(pb::QuoteJobRequest {
+            spec: Some(spec(&design, POTSDAM)),
+            max_options: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q.options[0].printer, "nodes/berlin/printers/mk3");
+    assert!(
+        q.options[0].distance_km < 30.0,
+        "{}",
+        q.options[0].distance_km
+    );
+    assert!(!q.options[0].reasons.is_empty());
+    assert!(q.options[0].price.as_ref().unwrap().amount_minor > 300);
+    assert_eq!(q.options[1].printer, "nodes/munich/printers/big");
+    let code = |p: &str| {
+        q.rejections
+            .iter()
+            .find(|x| x.printer == p)
+            .map(|x| x.code.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(code("nodes/munich/printers/tiny"), "build_volume");
+    assert_eq!(code("nodes/hamburg/printers/sla"), "technology");
+    assert_eq!(q.coarse_geohash.len(), 6);
+
+    // Material, nozzle and distance each reject with their own code.
+    let mut s = spec(&design, POTSDAM);
+    s.material = Some(pb::Material {
+        kind: "PETG".into(),
+        colour: String::new(),
+    });
+    s.nozzle_mm = 0.6;
+    s.max_distance_km = 50.0;
+    let q = jobs
+        .quote_job(pb::QuoteJobRequest {
+            spec: Some(s),
+            max_options: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(q.options.is_empty());
+    let codes: Vec<&str> = q.rejections.iter().map(|x| x.code.as_str()).collect();
+    assert!(
+        codes.contains(&"max_distance") || codes.contains(&"nozzle") || codes.contains(&"material"),
+        "{codes:?}"
+    );
+    for rej in &q.rejections {
+        assert!(!rej.message.is_empty());
+    }
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let creds = r.node_credentials("berlin").await;
+    let mut node = SimNode::connect(
+        &r,
+        &creds,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut jobs = r.jobs(&designer);
+    let submit = pb::SubmitJobRequest {
+        spec: Some(spec(&design, POTSDAM)),
+        printer: String::new(),
+        idempotency_key: "order-1".into(),
+    };
+    let first = jobs.submit_job(submit.clone()).await.unwrap().into_inner();
+    assert!(!first.replayed);
+    let job = first.jobs[0].clone();
+    assert_eq!(job.state, pb::JobState::Assigned as i32);
+    assert!(
+        job.spec.as_ref().unwrap().customer_location.is_none(),
+        "exact location not kept"
+    );
+    // A retried submit returns the same job, and the node hears of it once.
+    let again = jobs.submit_job(submit).await.unwrap().into_inner();
+    assert!(again.replayed);
+    assert_eq!(again.jobs[0].name, job.name);
+
+    let a = node.assignment().await;
+    assert_eq!(
+        (a.job.as_str(), a.epoch, a.printer_id.as_str()),
+        (job.name.as_str(), 1, "mk3")
+    );
+    node.progress(&a.job, 1, 0.5);
+    wait_state(&mut jobs, &job.name, pb::JobState::Printing).await;
+    node.result(&a.job, 1, true, false, "");
+    wait_state(&mut jobs, &job.name, pb::JobState::Completed).await;
+
+    let mut watch = jobs
+        .watch_job(pb::WatchJobRequest {
+            name: job.name.clone(),
+            from_sequence: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    let mut seq = 0;
+    while let Some(e) = watch.next().await {
+        let e = e.unwrap();
+        assert_eq!(e.sequence, seq + 1, "gap-free sequence");
+        seq = e.sequence;
+        kinds.push(pb::JobEventKind::try_from(e.kind).unwrap());
+    }
+    use pb::JobEventKind as K;
+    assert_eq!(
+        kinds,
+        [
+            K::Created,
+            K::Assigned,
+            K::Started,
+            K::Progress,
+            K::Completed
+        ]
+    );
+
+    // From a point in the history.
+    let mut watch = jobs
+        .watch_job(pb::WatchJobRequest {
+            name: job.name.clone(),
+            from_sequence: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rest: Vec<u64> = {
+        let mut v = Vec::new();
+        while let Some(e) = watch.next().await {
+            v.push(e.unwrap().sequence);
+        }
+        v
+    };
+    assert_eq!(rest, [4, 5]);
+
+    let e = jobs
+        .cancel_job(pb::CancelJobRequest {
+            name: job.name.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    // Someone else's job does not exist for them.
+    let other = r.designer().await;
+    let e = r
+        .jobs(&other)
+        .get_job(pb::GetJobRequest {
+            name: job.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn lease_expiry_reroutes_and_a_returning_node_is_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 0.6, 0.6).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let (ca, cb) = (
+        r.node_credentials("berlin").await,
+        r.node_credentials("hamburg").await,
+    );
+    let mut near = SimNode::connect(
+        &r,
+        &ca,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut far = SimNode::connect(
+        &r,
+        &cb,
+        "hamburg",
+        vec![printer("mk4", HAMBURG, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut jobs = r.jobs(&designer);
+    let job = jobs
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(spec(&design, POTSDAM)),
+            printer: String::new(),
+            idempotency_key: "k".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .remove(0);
+    let a = near.assignment().await;
+    assert_eq!(a.epoch, 1);
+    // Assigned but not started, and the node goes silent: re-routed at once on lease expiry.
+    near.silence();
+    let b = far.assignment().await;
+    assert_eq!(
+        (b.job.as_str(), b.epoch, b.printer_id.as_str()),
+        (job.name.as_str(), 2, "mk4")
+    );
+    let j = jobs
+        .get_job(pb::GetJobRequest {
+            name: job.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(j.printer, "nodes/hamburg/printers/mk4");
+    assert_eq!(j.reroutes, 1);
+
+    // The old node comes back claiming epoch 1: fenced, and its reports change nothing.
+    drop(near);
+    let mut back = SimNode::connect(
+        &r,
+        &ca,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![pb::HeldJob {
+            job: job.name.clone(),
+            epoch: 1,
+            printer_id: "mk3".into(),
+        }],
+    )
+    .await;
+    let pb::router_message::Msg::Fenced(f) = back.next().await else {
+        panic!("expected Fenced");
+    };
+    assert_eq!((f.job.as_str(), f.epoch), (job.name.as_str(), 1));
+    back.result(&job.name, 1, true, false, "");
+    let pb::router_message::Msg::Fenced(_) = back.next().await else {
+        panic!("a stale result must be fenced");
+    };
+    let j = jobs
+        .get_job(pb::GetJobRequest {
+            name: job.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(j.state, pb::JobState::Assigned as i32);
+    assert_eq!(j.epoch, 2);
+
+    // The new holder prints; its printer fails; the job goes back to the near node, which
+    // is alive again, with a new epoch.
+    far.progress(&job.name, 2, 0.3);
+    wait_state(&mut jobs, &job.name, pb::JobState::Printing).await;
+    far.result(&job.name, 2, false, true, "thermal runaway");
+    let c = back.assignment().await;
+    assert_eq!((c.job.as_str(), c.epoch), (job.name.as_str(), 3));
+    let events: Vec<String> = {
+        let j = wait_state(&mut jobs, &job.name, pb::JobState::Assigned).await;
+        assert_eq!(j.reroutes, 2);
+        let mut w = jobs
+            .watch_job(pb::WatchJobRequest {
+                name: job.name.clone(),
+                from_sequence: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut v = Vec::new();
+        // Live stream: read what is there now.
+        while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), w.next()).await {
+            v.push(e.unwrap().message);
+        }
+        v
+    };
+    assert!(
+        events.iter().any(|m| m.contains("thermal runaway")),
+        "{events:?}"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_print_lost_with_its_node_is_rerouted_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 0.5, 1.0).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let (ca, cb) = (
+        r.node_credentials("berlin").await,
+        r.node_credentials("hamburg").await,
+    );
+    let mut near = SimNode::connect(
+        &r,
+        &ca,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut far = SimNode::connect(
+        &r,
+        &cb,
+        "hamburg",
+        vec![printer("mk4", HAMBURG, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut jobs = r.jobs(&designer);
+    let job = jobs
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(spec(&design, POTSDAM)),
+            printer: String::new(),
+            idempotency_key: "k".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .remove(0);
+    near.assignment().await;
+    near.progress(&job.name, 1, 0.2);
+    wait_state(&mut jobs, &job.name, pb::JobState::Printing).await;
+    let silent_at = std::time::Instant::now();
+    near.silence();
+    let b = far.assignment().await;
+    assert_eq!(b.epoch, 2);
+    // Lease (0.5 s) plus grace (1 s) must have passed first.
+    assert!(
+        silent_at.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        silent_at.elapsed()
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_node_and_quantity_spreads() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let designer = r.designer().await;
+    // A 100 mm cube takes many hours: with two makerspaces at similar distances, a queue of
+    // copies on one outweighs the few km to the other.
+    let design = r.cube(&designer, 100.0).await;
+    let (ca, cb) = (
+        r.node_credentials("berlin").await,
+        r.node_credentials("hamburg").await,
+    );
+    let mut near = SimNode::connect(
+        &r,
+        &ca,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let _far = SimNode::connect(
+        &r,
+        &cb,
+        "hamburg",
+        vec![printer("mk4", BRANDENBURG, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut jobs = r.jobs(&designer);
+    let mut s = spec(&design, POTSDAM);
+    s.quantity = 6;
+    let created = jobs
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(s),
+            printer: String::new(),
+            idempotency_key: "batch".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(created.len(), 6);
+    let printers: std::collections::HashSet<_> =
+        created.iter().map(|j| j.printer.clone()).collect();
+    assert_eq!(
+        printers.len(),
+        2,
+        "six copies spread over both printers: {printers:?}"
+    );
+
+    let on_near = created
+        .iter()
+        .find(|j| j.printer.contains("berlin"))
+        .unwrap();
+    let a = loop {
+        let a = near.assignment().await;
+        if a.job == on_near.name {
+            break a;
+        }
+    };
+    near.progress(&a.job, a.epoch, 0.1);
+    wait_state(&mut jobs, &a.job, pb::JobState::Printing).await;
+    let c = jobs
+        .cancel_job(pb::CancelJobRequest {
+            name: a.job.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(c.state, pb::JobState::Cancelled as i32);
+    loop {
+        if let pb::router_message::Msg::Cancel(x) = near.next().await {
+            assert_eq!((x.job.as_str(), x.epoch), (a.job.as_str(), a.epoch));
+            break;
+        }
+    }
+    let list = jobs
+        .list_jobs(pb::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.jobs.len(), 6);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_loses_no_job_in_any_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 0.8, 30.0).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let ca = r.node_credentials("berlin").await;
+    let cb = r.node_credentials("hamburg").await;
+    let mut node = SimNode::connect(
+        &r,
+        &ca,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let mut jobs = r.jobs(&designer);
+    let mut names = Vec::new();
+    for k in 0..4 {
+        let j = jobs
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(spec(&design, POTSDAM)),
+                printer: String::new(),
+                idempotency_key: format!("k{k}"),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs
+            .remove(0);
+        node.assignment().await;
+        names.push(j.name);
+    }
+    // 0: completed, 1: cancelled, 2: printing, 3: assigned.
+    node.progress(&names[0], 1, 0.5);
+    node.result(&names[0], 1, true, false, "");
+    wait_state(&mut jobs, &names[0], pb::JobState::Completed).await;
+    jobs.cancel_job(pb::CancelJobRequest {
+        name: names[1].clone(),
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+    node.progress(&names[2], 1, 0.4);
+    wait_state(&mut jobs, &names[2], pb::JobState::Printing).await;
+    let before: Vec<pb::Job> = {
+        let mut v = Vec::new();
+        for n in &names {
+            v.push(
+                jobs.get_job(pb::GetJobRequest { name: n.clone() })
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            );
+        }
+        v
+    };
+    drop(node);
+    r.stop().await;
+
+    let r = Router::start(dir.path(), 0.8, 30.0).await;
+    let mut jobs = r.jobs(&designer);
+    for b in &before {
+        let a = jobs
+            .get_job(pb::GetJobRequest {
+                name: b.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (a.state, a.epoch, &a.printer),
+            (b.state, b.epoch, &b.printer),
+            "{}",
+            b.name
+        );
+    }
+    let printers = NodeServiceClient::with_interceptor(r.channel.clone(), Bearer(designer.clone()))
+        .list_printers(pb::ListPrintersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .printers;
+    assert_eq!(printers.len(), 1);
+    assert_eq!(
+        printers[0].active_jobs, 2,
+        "printing + assigned restored to the queue"
+    );
+
+    // The node reconnects holding only the print it was running: that one continues; the
+    // assigned one it forgot is sent to it again.
+    let mut node = SimNode::connect(
+        &r,
+        &ca,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![pb::HeldJob {
+            job: names[2].clone(),
+            epoch: 1,
+            printer_id: "mk3".into(),
+        }],
+    )
+    .await;
+    let again = node.assignment().await;
+    assert_eq!((again.job.as_str(), again.epoch), (names[3].as_str(), 1));
+    node.result(&names[2], 1, true, false, "");
+    wait_state(&mut jobs, &names[2], pb::JobState::Completed).await;
+
+    // A node that never returns after a restart loses its work to another one after a lease.
+    let _ = cb;
+    r.stop().await;
+}
