@@ -81,19 +81,25 @@ fn label_block<S>(
             keys[0] == keys[1] || keys[1] == keys[2] || keys[0] == keys[2],
         );
         *out = keys.map(|k| {
-            let h = point_hash(&k);
-            let slot = &mut recent[(h >> (64 - RECENT_BITS)) as usize];
+            let slot = &mut recent[recent_slot(&k)];
             if slot.1 != EMPTY && slot.0 == k {
                 return slot.1;
             }
             let label = misses.keys.len() as u32;
             misses.keys.push(k);
-            misses.parts[partition(h, part_bits)].push((k, label));
+            misses.parts[partition(point_hash(&k), part_bits)].push((k, label));
             *slot = (k, label);
             label
         });
     }
     misses
+}
+
+/// Slot of a point in the recent-vertex cache: a cheap hash (one multiply) suffices there, as
+/// a collision only costs a miss, and it is computed for every corner.
+fn recent_slot(k: &[u32; 3]) -> usize {
+    let mixed = k[0] ^ k[1].rotate_left(11) ^ k[2].rotate_left(22);
+    (mixed.wrapping_mul(0x9E37_79B1) >> (32 - RECENT_BITS)) as usize
 }
 
 /// The partition of a hash: its top `bits` bits.

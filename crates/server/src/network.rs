@@ -811,7 +811,11 @@ impl Network {
             }
             out.push(job);
         }
-        tracing::info!(jobs = out.len(), design = %design_name, "jobs submitted");
+        drop(inner);
+        // The customer is told the jobs exist only once they are on disk. Concurrent
+        // submissions share one log sync.
+        self.state.store.flush().map_err(store_status)?;
+        tracing::debug!(jobs = out.len(), design = %design_name, "jobs submitted");
         Ok(pb::SubmitJobResponse {
             jobs: out,
             replayed: false,
@@ -901,6 +905,7 @@ impl Network {
             job,
             vec![(pb::JobEventKind::Cancelled, reason.clone())],
         )?;
+        self.state.store.flush().map_err(store_status)?;
         if !printer.is_empty() {
             Self::send(
                 &inner,

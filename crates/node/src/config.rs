@@ -1,0 +1,530 @@
+//! `fab-node run`'s TOML configuration: the router, the node's credentials and its printers.
+//! Read and validated once at start; every error names the line and the reason, so a bad
+//! file is rejected before any printer or router is touched.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Longest slicing run before the job fails, unless configured.
+const DEFAULT_SLICER_TIMEOUT_S: f64 = 600.0;
+/// Upper bound of the reconnect backoff, unless configured.
+const DEFAULT_RECONNECT_MAX_S: f64 = 10.0;
+/// Time for a printer to answer the serial handshake, unless configured.
+const DEFAULT_DETECT_TIMEOUT_S: f64 = 10.0;
+/// Longest accepted timeout or backoff in the file (a day); larger values are typos.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file (or the secret file) could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A value is missing, malformed or out of range.
+    #[error("{file}:{line}: {reason}")]
+    Invalid {
+        /// The configuration file (or `<config>` for a string).
+        file: String,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Printing technology of a printer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Technology {
+    /// Filament (FDM/FFF).
+    Fdm,
+    /// Resin (SLA/MSLA).
+    Resin,
+    /// Powder (SLS).
+    Sls,
+}
+
+/// A loaded material.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaterialConfig {
+    /// e.g. "PLA".
+    pub kind: String,
+    /// e.g. "black"; empty for any.
+    #[serde(default)]
+    pub colour: String,
+}
+
+/// Where the makerspace is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lon: f64,
+}
+
+/// The printer's prices in major currency units (the proto carries minor units).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    /// ISO 4217 code, e.g. "EUR".
+    pub currency: String,
+    /// Per printing hour.
+    pub per_hour: f64,
+    /// Per gram of material.
+    pub per_gram: f64,
+    /// Per job.
+    pub setup_fee: f64,
+}
+
+/// One printer of the node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrinterConfig {
+    /// Unique within the node, e.g. "mk3s-1".
+    pub id: String,
+    /// Serial port (or a virtual printer's pty).
+    pub port: String,
+    /// Baud rate.
+    pub baud: u32,
+    /// Profile name the router routes by, e.g. "prusaslicer-b".
+    pub profile: String,
+    /// PrusaSlicer config for this printer; `None` uses the built-in `prusaslicer-b` config.
+    pub slicer_config: Option<PathBuf>,
+    /// Technology.
+    pub technology: Technology,
+    /// Build volume x, y, z in mm.
+    pub build_volume_mm: [f64; 3],
+    /// Nozzle diameter in mm.
+    pub nozzle_mm: f64,
+    /// Loaded materials.
+    pub materials: Vec<MaterialConfig>,
+    /// Where it stands.
+    pub location: Location,
+    /// What it costs.
+    pub price: Price,
+    /// Display name of the makerspace.
+    pub makerspace: String,
+    /// G-code flavour, e.g. "marlin2".
+    pub firmware_flavor: String,
+    /// Time for the printer to answer the serial handshake.
+    pub detect_timeout: Duration,
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Router address, e.g. "http://127.0.0.1:50051".
+    pub router: String,
+    /// Node identity (created with `fab admin node create ID`).
+    pub node_id: String,
+    /// The node's secret.
+    pub secret: String,
+    /// Where the node keeps held jobs, downloaded designs and sliced G-code.
+    pub state_dir: PathBuf,
+    /// Slicer command (looked up on PATH unless it contains a `/`).
+    pub slicer: String,
+    /// Longest slicing run.
+    pub slicer_timeout: Duration,
+    /// Upper bound of the reconnect backoff.
+    pub reconnect_max: Duration,
+    /// The printers.
+    pub printers: Vec<PrinterConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    router: Spanned<String>,
+    node_id: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<PathBuf>>,
+    state_dir: PathBuf,
+    slicer: Option<String>,
+    slicer_timeout_s: Option<Spanned<f64>>,
+    reconnect_max_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    printer: Vec<Spanned<RawPrinter>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrinter {
+    id: Spanned<String>,
+    port: Spanned<String>,
+    baud: Spanned<u32>,
+    profile: Spanned<String>,
+    slicer_config: Option<Spanned<PathBuf>>,
+    technology: Technology,
+    build_volume_mm: Spanned<[f64; 3]>,
+    nozzle_mm: Spanned<f64>,
+    materials: Spanned<Vec<MaterialConfig>>,
+    location: Spanned<RawLocation>,
+    price: Spanned<RawPrice>,
+    makerspace: String,
+    firmware_flavor: Option<String>,
+    detect_timeout_s: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    currency: String,
+    per_hour: f64,
+    per_gram: f64,
+    setup_fee: f64,
+}
+
+/// Turns byte spans into line-numbered errors.
+struct Source<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(&self, span: Range<usize>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            line: self.line(span),
+            reason: reason.into(),
+        }
+    }
+
+    fn check<T>(
+        &self,
+        v: &Spanned<T>,
+        ok: impl FnOnce(&T) -> bool,
+        reason: &str,
+    ) -> Result<(), ConfigError> {
+        if ok(v.get_ref()) {
+            Ok(())
+        } else {
+            Err(self.err(v.span(), reason))
+        }
+    }
+
+    fn seconds(
+        &self,
+        v: Option<&Spanned<f64>>,
+        default: f64,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(Duration::from_secs_f64(default)),
+            Some(s) => {
+                self.check(
+                    s,
+                    |x| x.is_finite() && *x > 0.0 && *x <= MAX_SECONDS,
+                    &format!("{key} must be a number of seconds in (0, {MAX_SECONDS}]"),
+                )?;
+                Ok(Duration::from_secs_f64(*s.get_ref()))
+            }
+        }
+    }
+}
+
+/// Resource-name safe: what the router accepts in node and printer ids.
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a TOML file; relative paths in it are relative to its directory.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Validates TOML text; relative paths are relative to `base`.
+    pub fn from_toml_str(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        Self::parse(text, "<config>", base)
+    }
+
+    fn parse(text: &str, file: &str, base: &Path) -> Result<Self, ConfigError> {
+        let src = Source {
+            file: file.to_string(),
+            text,
+        };
+        let raw: RawNode = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            file: file.to_string(),
+            line: e.span().map_or(1, |s| src.line(s)),
+            reason: e.message().trim().to_string(),
+        })?;
+        src.check(
+            &raw.router,
+            |r| {
+                (r.starts_with("http://") || r.starts_with("https://"))
+                    && r.parse::<tonic::transport::Uri>().is_ok()
+            },
+            "router must be an http:// or https:// address, e.g. \"http://127.0.0.1:50051\"",
+        )?;
+        src.check(
+            &raw.node_id,
+            |s| is_id(s),
+            "node_id must be 1-64 letters, digits, - or _",
+        )?;
+        let secret = match (&raw.secret, &raw.secret_file) {
+            (Some(s), None) => {
+                src.check(s, |s| !s.trim().is_empty(), "secret is empty")?;
+                s.get_ref().trim().to_string()
+            }
+            (None, Some(f)) => {
+                let p = resolve(base, f.get_ref());
+                let s = std::fs::read_to_string(&p)
+                    .map_err(|e| src.err(f.span(), format!("cannot read {}: {e}", p.display())))?;
+                let s = s.trim().to_string();
+                if s.is_empty() {
+                    return Err(src.err(f.span(), format!("{} is empty", p.display())));
+                }
+                s
+            }
+            (Some(s), Some(_)) => {
+                return Err(src.err(s.span(), "give either secret or secret_file, not both"));
+            }
+            (None, None) => {
+                return Err(src.err(
+                    raw.node_id.span(),
+                    "the node needs its secret: add secret = \"...\" or secret_file = \"...\"",
+                ));
+            }
+        };
+        if raw.printer.is_empty() {
+            return Err(src.err(
+                0..0,
+                "no printers: add at least one [[printer]] table".to_string(),
+            ));
+        }
+        let mut printers: Vec<PrinterConfig> = Vec::new();
+        for p in &raw.printer {
+            let printer = Self::printer(&src, p.get_ref(), base)?;
+            if printers.iter().any(|q| q.id == printer.id) {
+                return Err(src.err(
+                    p.get_ref().id.span(),
+                    format!("printer id {:?} is used twice", printer.id),
+                ));
+            }
+            printers.push(printer);
+        }
+        Ok(NodeConfig {
+            router: raw.router.into_inner(),
+            node_id: raw.node_id.into_inner(),
+            secret,
+            state_dir: resolve(base, &raw.state_dir),
+            slicer: raw.slicer.unwrap_or_else(|| "prusa-slicer".into()),
+            slicer_timeout: src.seconds(
+                raw.slicer_timeout_s.as_ref(),
+                DEFAULT_SLICER_TIMEOUT_S,
+                "slicer_timeout_s",
+            )?,
+            reconnect_max: src.seconds(
+                raw.reconnect_max_s.as_ref(),
+                DEFAULT_RECONNECT_MAX_S,
+                "reconnect_max_s",
+            )?,
+            printers,
+        })
+    }
+
+    fn printer(src: &Source, p: &RawPrinter, base: &Path) -> Result<PrinterConfig, ConfigError> {
+        src.check(
+            &p.id,
+            |s| is_id(s),
+            "printer id must be 1-64 letters, digits, - or _",
+        )?;
+        src.check(&p.port, |s| !s.is_empty(), "port is empty")?;
+        src.check(&p.baud, |b| *b > 0, "baud must be > 0")?;
+        src.check(&p.profile, |s| !s.is_empty(), "profile is empty")?;
+        src.check(
+            &p.build_volume_mm,
+            |v| {
+                v.iter()
+                    .all(|x| x.is_finite() && *x > 0.0 && *x <= 10_000.0)
+            },
+            "build_volume_mm must be three sizes in (0, 10000] mm",
+        )?;
+        src.check(
+            &p.nozzle_mm,
+            |x| x.is_finite() && *x > 0.0 && *x <= 5.0,
+            "nozzle_mm must be in (0, 5] mm",
+        )?;
+        src.check(
+            &p.materials,
+            |m| !m.is_empty() && m.iter().all(|m| !m.kind.trim().is_empty()),
+            "materials must list at least one {kind, colour} with a kind",
+        )?;
+        src.check(
+            &p.location,
+            |l| (-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon),
+            "location needs lat in [-90, 90] and lon in [-180, 180]",
+        )?;
+        src.check(
+            &p.price,
+            |pr| {
+                pr.currency.len() == 3
+                    && pr.currency.bytes().all(|b| b.is_ascii_uppercase())
+                    && [pr.per_hour, pr.per_gram, pr.setup_fee]
+                        .iter()
+                        .all(|x| x.is_finite() && *x >= 0.0 && *x <= 1e9)
+            },
+            "price needs a 3-letter upper-case currency and amounts >= 0",
+        )?;
+        let slicer_config = match &p.slicer_config {
+            None => None,
+            Some(c) => {
+                let path = resolve(base, c.get_ref());
+                if !path.is_file() {
+                    return Err(src.err(
+                        c.span(),
+                        format!("slicer_config {} is not a file", path.display()),
+                    ));
+                }
+                Some(path)
+            }
+        };
+        let location = p.location.get_ref();
+        let price = p.price.get_ref();
+        Ok(PrinterConfig {
+            id: p.id.get_ref().clone(),
+            port: p.port.get_ref().clone(),
+            baud: *p.baud.get_ref(),
+            profile: p.profile.get_ref().clone(),
+            slicer_config,
+            technology: p.technology,
+            build_volume_mm: *p.build_volume_mm.get_ref(),
+            nozzle_mm: *p.nozzle_mm.get_ref(),
+            materials: p.materials.get_ref().clone(),
+            location: Location {
+                lat: location.lat,
+                lon: location.lon,
+            },
+            price: Price {
+                currency: price.currency.clone(),
+                per_hour: price.per_hour,
+                per_gram: price.per_gram,
+                setup_fee: price.setup_fee,
+            },
+            makerspace: p.makerspace.clone(),
+            firmware_flavor: p
+                .firmware_flavor
+                .clone()
+                .unwrap_or_else(|| "marlin2".into()),
+            detect_timeout: src.seconds(
+                p.detect_timeout_s.as_ref(),
+                DEFAULT_DETECT_TIMEOUT_S,
+                "detect_timeout_s",
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+router = "http://127.0.0.1:50051"
+node_id = "berlin"
+secret = "s3cret"
+state_dir = "state"
+
+[[printer]]
+id = "mk3"
+port = "/dev/ttyUSB0"
+baud = 250000
+profile = "prusaslicer-b"
+technology = "fdm"
+build_volume_mm = [200, 200, 200]
+nozzle_mm = 0.4
+materials = [{ kind = "PLA", colour = "black" }]
+location = { lat = 52.52, lon = 13.405 }
+price = { currency = "EUR", per_hour = 2.0, per_gram = 0.05, setup_fee = 3.0 }
+makerspace = "Berlin Lab"
+"#;
+
+    fn err(text: &str) -> (usize, String) {
+        match NodeConfig::from_toml_str(text, Path::new("/etc/fab")) {
+            Err(ConfigError::Invalid { line, reason, .. }) => (line, reason),
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_file_resolves_paths_and_defaults() {
+        let c = NodeConfig::from_toml_str(GOOD, Path::new("/etc/fab")).unwrap();
+        assert_eq!(c.state_dir, Path::new("/etc/fab/state"));
+        assert_eq!(c.slicer, "prusa-slicer");
+        assert_eq!(c.printers[0].build_volume_mm, [200.0, 200.0, 200.0]);
+        assert_eq!(c.printers[0].price.per_gram, 0.05);
+        assert_eq!(c.printers[0].firmware_flavor, "marlin2");
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_reason() {
+        let (line, reason) = err(&GOOD.replace("lat = 52.52", "lat = 152.52"));
+        assert_eq!(line, 16, "{reason}");
+        assert!(reason.contains("lat in [-90, 90]"), "{reason}");
+
+        let (line, reason) = err(&GOOD.replace("baud = 250000", "baud = \"fast\""));
+        assert_eq!(line, 10, "{reason}");
+
+        let (line, reason) = err(&GOOD.replace("technology = \"fdm\"", "technology = \"wood\""));
+        assert_eq!(line, 12, "{reason}");
+        assert!(reason.contains("wood"), "{reason}");
+
+        let (line, reason) = err(&GOOD.replace("nozzle_mm = 0.4", "nozzle_mm = 0.4\ncolour = 1"));
+        assert_eq!(line, 15, "{reason}");
+        assert!(reason.contains("colour"), "{reason}");
+
+        let (line, reason) = err(&GOOD.replace("secret = \"s3cret\"\n", ""));
+        assert_eq!(line, 3, "{reason}");
+        assert!(reason.contains("secret"), "{reason}");
+
+        let twice = format!("{GOOD}{}", &GOOD[GOOD.find("[[printer]]").unwrap()..]);
+        let (line, reason) = err(&twice);
+        assert_eq!(line, 20, "{reason}");
+        assert!(reason.contains("used twice"), "{reason}");
+
+        let (line, _) = err(&GOOD.replace("http://127", "ftp://127"));
+        assert_eq!(line, 2);
+    }
+}

@@ -1,0 +1,638 @@
+//! The node agent against an in-process router over real gRPC on loopback and virtual Marlin
+//! printers on real pseudo-terminals: a job is sliced by PrusaSlicer, streamed and completed;
+//! a printer fault is reported as the printer's (the router re-routes); a router restart does
+//! not stop a print; a node restart reports the interrupted print as failed.
+//!
+//! Tests that slice need `prusa-slicer` on PATH; without it they print a loud SKIPPING line
+//! and return (CI installs it).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fabrouter_api::v1 as pb;
+use fabrouter_api::v1::admin_service_client::AdminServiceClient;
+use fabrouter_api::v1::design_service_client::DesignServiceClient;
+use fabrouter_api::v1::job_service_client::JobServiceClient;
+use fabrouter_api::v1::node_service_client::NodeServiceClient;
+use fabrouter_node::config::{Location, MaterialConfig, Price, PrinterConfig, Technology};
+use fabrouter_node::session::Bearer;
+use fabrouter_node::slicer::find_on_path;
+use fabrouter_node::{NodeConfig, run_agent};
+use fabrouter_server::config::Config;
+use fabrouter_server::network::NetworkConfig;
+use fabrouter_server::{Running, start};
+use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use virtual_printer::{Fault, PrinterConfig as VpConfig, VirtualPrinter};
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+const BERLIN: (f64, f64) = (52.52, 13.405);
+const POTSDAM: (f64, f64) = (52.39, 13.06);
+const HAMBURG: (f64, f64) = (53.55, 9.99);
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn have_slicer() -> bool {
+    logs();
+    if find_on_path("prusa-slicer").is_some() {
+        return true;
+    }
+    eprintln!("\n*** SKIPPING: prusa-slicer not installed (apt-get install prusa-slicer) ***\n");
+    false
+}
+
+struct Router {
+    running: Option<Running>,
+    stop: Option<oneshot::Sender<()>>,
+    addr: SocketAddr,
+    channel: Channel,
+    admin: String,
+}
+
+impl Router {
+    async fn start(dir: &Path, listen: SocketAddr, lease_s: f64, grace_s: f64) -> Router {
+        let mut config = Config::embedded(dir);
+        config.listen = listen;
+        config.network = NetworkConfig {
+            lease_s,
+            lost_grace_s: grace_s,
+            max_reroutes: 3,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let running = start(config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+        let addr = running.addr;
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let admin = std::fs::read_to_string(dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Router {
+            running: Some(running),
+            stop: Some(tx),
+            addr,
+            channel,
+            admin,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.running.take().unwrap().wait().await.unwrap();
+    }
+
+    fn admin(&self) -> AdminServiceClient<Authed> {
+        AdminServiceClient::with_interceptor(self.channel.clone(), Bearer(self.admin.clone()))
+    }
+
+    fn jobs(&self, token: &str) -> JobServiceClient<Authed> {
+        JobServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()))
+    }
+
+    async fn designer(&self) -> String {
+        self.admin()
+            .create_token(pb::CreateTokenRequest {
+                role: pb::Role::Designer as i32,
+                label: "d".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    async fn node_secret(&self, id: &str) -> String {
+        self.admin()
+            .create_node(pb::CreateNodeRequest {
+                node_id: id.into(),
+                label: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    async fn upload(&self, token: &str, stl: Vec<u8>) -> String {
+        let mut c =
+            DesignServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()));
+        let msgs = vec![
+            pb::UploadDesignRequest {
+                payload: Some(pb::upload_design_request::Payload::Metadata(
+                    pb::UploadMetadata {
+                        file_name: "cube.stl".into(),
+                        declared_size_bytes: stl.len() as u64,
+                        sha256: String::new(),
+                        format: pb::DesignFormat::Stl as i32,
+                    },
+                )),
+            },
+            pb::UploadDesignRequest {
+                payload: Some(pb::upload_design_request::Payload::Chunk(stl)),
+            },
+        ];
+        c.upload_design(tokio_stream::iter(msgs))
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    }
+
+    async fn submit(&self, token: &str, design: &str, key: &str) -> pb::Job {
+        self.jobs(token)
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(pb::JobSpec {
+                    design: design.into(),
+                    technology: pb::Technology::Fdm as i32,
+                    material: Some(pb::Material {
+                        kind: "PLA".into(),
+                        colour: String::new(),
+                    }),
+                    nozzle_mm: 0.0,
+                    customer_location: Some(pb::GeoPoint {
+                        lat_deg: POTSDAM.0,
+                        lon_deg: POTSDAM.1,
+                    }),
+                    max_distance_km: 0.0,
+                    quantity: 1,
+                }),
+                printer: String::new(),
+                idempotency_key: key.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs
+            .remove(0)
+    }
+
+    async fn job(&self, token: &str, name: &str) -> pb::Job {
+        self.jobs(token)
+            .get_job(pb::GetJobRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn wait_state(&self, token: &str, name: &str, want: pb::JobState, secs: u64) -> pb::Job {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let j = self.job(token, name).await;
+            if j.state == want as i32 {
+                return j;
+            }
+            let terminal = [
+                pb::JobState::Completed,
+                pb::JobState::Failed,
+                pb::JobState::Cancelled,
+            ];
+            assert!(
+                !terminal.iter().any(|t| *t as i32 == j.state),
+                "{name} ended {:?} instead of {want:?}: {}",
+                pb::JobState::try_from(j.state),
+                j.failure_reason
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {want:?}; it is {:?}: {}",
+                pb::JobState::try_from(j.state),
+                j.failure_reason
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `n` printers are registered and idle.
+    async fn wait_printers(&self, token: &str, n: usize) {
+        let mut c = NodeServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let printers = c
+                .list_printers(pb::ListPrintersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .printers;
+            let idle = printers
+                .iter()
+                .filter(|p| p.state == pb::PrinterState::Idle as i32)
+                .count();
+            if idle >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "printers never came up: {printers:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every event message of a job so far.
+    async fn events(&self, token: &str, name: &str) -> Vec<String> {
+        let mut w = self
+            .jobs(token)
+            .watch_job(pb::WatchJobRequest {
+                name: name.into(),
+                from_sequence: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut v = Vec::new();
+        while let Ok(Ok(Some(e))) =
+            tokio::time::timeout(Duration::from_millis(300), w.message()).await
+        {
+            v.push(e.message);
+        }
+        v
+    }
+}
+
+/// The 20 mm calibration cube from the shared reference set (a real-world STL PrusaSlicer loads).
+fn reference_cube() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/reference/stl/trimesh__20mm-xyz-cube.stl"),
+    )
+    .unwrap()
+}
+
+fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
+    PrinterConfig {
+        id: id.into(),
+        port: vp.slave_path().unwrap().to_str().unwrap().into(),
+        baud: 250_000,
+        profile: "prusaslicer-b".into(),
+        slicer_config: None,
+        technology: Technology::Fdm,
+        build_volume_mm: [200.0, 200.0, 200.0],
+        nozzle_mm: 0.4,
+        materials: vec![MaterialConfig {
+            kind: "PLA".into(),
+            colour: "black".into(),
+        }],
+        location: Location {
+            lat: at.0,
+            lon: at.1,
+        },
+        price: Price {
+            currency: "EUR".into(),
+            per_hour: 2.0,
+            per_gram: 0.05,
+            setup_fee: 3.0,
+        },
+        makerspace: format!("space-{id}"),
+        firmware_flavor: "marlin2".into(),
+        detect_timeout: Duration::from_secs(3),
+    }
+}
+
+fn node_config(
+    r: &Router,
+    id: &str,
+    secret: &str,
+    state: &Path,
+    printers: Vec<PrinterConfig>,
+) -> NodeConfig {
+    NodeConfig {
+        router: format!("http://{}", r.addr),
+        node_id: id.into(),
+        secret: secret.into(),
+        state_dir: state.to_path_buf(),
+        slicer: "prusa-slicer".into(),
+        slicer_timeout: Duration::from_secs(120),
+        reconnect_max: Duration::from_millis(400),
+        printers,
+    }
+}
+
+/// A running agent, stopped gracefully or killed (its task aborted, like a crash).
+struct Agent {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Agent {
+    fn spawn(config: NodeConfig) -> Agent {
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(run_agent(config, async {
+            let _ = rx.await;
+        }));
+        Agent {
+            task,
+            stop: Some(tx),
+        }
+    }
+
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Commands the printer executed as job lines (numbered), in order.
+fn executed(vp: &VirtualPrinter) -> Vec<String> {
+    vp.record()
+        .into_iter()
+        .filter(|e| e.line.is_some())
+        .map(|e| e.command)
+        .collect()
+}
+
+/// The commands of a G-code file as the bridge sends them.
+fn gcode_commands(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(firmware_bridge::gcode::clean_line)
+        .map(str::to_string)
+        .collect()
+}
+
+fn cached_gcode(state: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(state.join("gcode-cache"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A printer slow enough to interrupt: every reply waits a millisecond.
+fn slow_printer() -> VpConfig {
+    VpConfig {
+        reply_latency: Duration::from_millis(1),
+        ..VpConfig::fast()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_assigned_job_is_sliced_streamed_and_completed() {
+    if !have_slicer() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(
+        &dir.path().join("router"),
+        "127.0.0.1:0".parse().unwrap(),
+        2.0,
+        30.0,
+    )
+    .await;
+    let designer = r.designer().await;
+    let design = r.upload(&designer, reference_cube()).await;
+    let secret = r.node_secret("berlin").await;
+    let vp = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
+    let state = dir.path().join("node");
+    let agent = Agent::spawn(node_config(
+        &r,
+        "berlin",
+        &secret,
+        &state,
+        vec![printer("mk3", &vp, BERLIN)],
+    ));
+
+    r.wait_printers(&designer, 1).await;
+    let job = r.submit(&designer, &design, "a").await;
+    assert_eq!(job.printer, "nodes/berlin/printers/mk3");
+    let started = Instant::now();
+    r.wait_state(&designer, &job.name, pb::JobState::Completed, 60)
+        .await;
+    eprintln!(
+        "job 1 sliced and printed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The printer executed exactly the sliced file's commands, in order.
+    let cache = cached_gcode(&state);
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    let want = gcode_commands(&cache[0]);
+    assert!(
+        want.len() > 1000,
+        "a 20 mm cube is thousands of moves: {}",
+        want.len()
+    );
+    assert!(
+        want.iter().any(|c| c.starts_with("M109")),
+        "the profile heats the hot end"
+    );
+    assert_eq!(executed(&vp), want);
+    let events = r.events(&designer, &job.name).await;
+    assert!(events.iter().any(|m| m.contains("slicing")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("layer") && !m.contains("layer 0/")),
+        "{events:?}"
+    );
+
+    // The same design again: sliced once (cache), printed again.
+    let again = r.submit(&designer, &design, "b").await;
+    r.wait_state(&designer, &again.name, pb::JobState::Completed, 60)
+        .await;
+    assert_eq!(cached_gcode(&state), cache);
+    assert_eq!(executed(&vp).len(), 2 * want.len());
+
+    // Results confirmed by the router leave nothing held on disk.
+    wait_for("held jobs to be confirmed", 10, || {
+        std::fs::read_dir(state.join("jobs")).unwrap().count() == 0
+    })
+    .await;
+    agent.stop().await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
+    if !have_slicer() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(
+        &dir.path().join("router"),
+        "127.0.0.1:0".parse().unwrap(),
+        2.0,
+        30.0,
+    )
+    .await;
+    let designer = r.designer().await;
+    let design = r.upload(&designer, reference_cube()).await;
+    let secret = r.node_secret("berlin").await;
+    let near = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
+    let far = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
+    let state = dir.path().join("node");
+    let agent = Agent::spawn(node_config(
+        &r,
+        "berlin",
+        &secret,
+        &state,
+        vec![
+            printer("near", &near, BERLIN),
+            printer("far", &far, HAMBURG),
+        ],
+    ));
+    r.wait_printers(&designer, 2).await;
+    let job = r.submit(&designer, &design, "a").await;
+    assert_eq!(job.printer, "nodes/berlin/printers/near");
+    wait_for("the near printer to print", 60, || {
+        executed(&near).len() > 300
+    })
+    .await;
+    near.inject(Fault::Fatal);
+
+    let done = r
+        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
+        .await;
+    assert_eq!(done.printer, "nodes/berlin/printers/far");
+    assert_eq!(done.reroutes, 1);
+    let events = r.events(&designer, &job.name).await;
+    assert!(
+        events
+            .iter()
+            .any(|m| m.starts_with("printer failed: the printer failed")),
+        "{events:?}"
+    );
+    let want = gcode_commands(&cached_gcode(&state)[0]);
+    assert_eq!(
+        executed(&far),
+        want,
+        "the far printer printed the whole job"
+    );
+    assert!(executed(&near).len() < want.len());
+    agent.stop().await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_router_restart_mid_print_does_not_stop_the_print() {
+    if !have_slicer() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let router_dir = dir.path().join("router");
+    let r = Router::start(&router_dir, "127.0.0.1:0".parse().unwrap(), 1.0, 30.0).await;
+    let addr = r.addr;
+    let designer = r.designer().await;
+    let design = r.upload(&designer, reference_cube()).await;
+    let secret = r.node_secret("berlin").await;
+    let vp = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
+    let state = dir.path().join("node");
+    let agent = Agent::spawn(node_config(
+        &r,
+        "berlin",
+        &secret,
+        &state,
+        vec![printer("mk3", &vp, BERLIN)],
+    ));
+    r.wait_printers(&designer, 1).await;
+    let job = r.submit(&designer, &design, "a").await;
+    wait_for("the print to start", 60, || executed(&vp).len() > 200).await;
+    r.stop().await;
+
+    // The router is gone; the printer keeps printing.
+    let at_stop = executed(&vp).len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = executed(&vp).len();
+    assert!(
+        later > at_stop + 200,
+        "printing went on without the router: {at_stop} -> {later}"
+    );
+
+    let r = Router::start(&router_dir, addr, 1.0, 30.0).await;
+    let done = r
+        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
+        .await;
+    assert_eq!(done.reroutes, 0);
+    assert_eq!(done.epoch, 1);
+    let want = gcode_commands(&cached_gcode(&state)[0]);
+    assert_eq!(executed(&vp), want, "one uninterrupted print");
+    agent.stop().await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restart_reports_the_interrupted_print_as_failed() {
+    if !have_slicer() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(
+        &dir.path().join("router"),
+        "127.0.0.1:0".parse().unwrap(),
+        2.0,
+        30.0,
+    )
+    .await;
+    let designer = r.designer().await;
+    let design = r.upload(&designer, reference_cube()).await;
+    let secret = r.node_secret("berlin").await;
+    let near = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
+    let far = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
+    let state = dir.path().join("node");
+    let config = node_config(
+        &r,
+        "berlin",
+        &secret,
+        &state,
+        vec![
+            printer("near", &near, BERLIN),
+            printer("far", &far, HAMBURG),
+        ],
+    );
+    let agent = Agent::spawn(config.clone());
+    r.wait_printers(&designer, 2).await;
+    let job = r.submit(&designer, &design, "a").await;
+    assert_eq!(job.printer, "nodes/berlin/printers/near");
+    wait_for("the print to start", 60, || executed(&near).len() > 200).await;
+    agent.crash().await;
+    let near_lines = executed(&near).len();
+
+    let agent = Agent::spawn(config);
+    let done = r
+        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
+        .await;
+    assert_eq!(done.printer, "nodes/berlin/printers/far");
+    let events = r.events(&designer, &job.name).await;
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("interrupted: fab-node restarted while the job was printing")),
+        "{events:?}"
+    );
+    // Not restarted on the near printer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(executed(&near).len() <= near_lines + 10);
+    agent.stop().await;
+    r.stop().await;
+}

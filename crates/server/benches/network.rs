@@ -1,0 +1,332 @@
+//! Printer-network figures over real gRPC on loopback with a real sled directory:
+//! QuoteJob latency with 10,000 registered printers (p50/p99), durable SubmitJob throughput
+//! next to an empty authenticated call (WhoAmI) as the loopback reference, and resident
+//! memory with 10,000 printers and 100,000 jobs.
+//!
+//! `cargo bench -p fabrouter-server --bench network [-- --printers N --jobs N --clients N]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fabrouter_api::v1 as pb;
+use fabrouter_api::v1::admin_service_client::AdminServiceClient;
+use fabrouter_api::v1::design_service_client::DesignServiceClient;
+use fabrouter_api::v1::job_service_client::JobServiceClient;
+use fabrouter_api::v1::node_service_client::NodeServiceClient;
+use fabrouter_server::config::Config;
+use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+#[derive(Clone)]
+struct Bearer(String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let v = format!("Bearer {}", self.0)
+            .parse()
+            .map_err(|_| tonic::Status::internal("token"))?;
+        req.metadata_mut().insert("authorization", v);
+        Ok(req)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A deterministic pseudo-random sequence (no dependency needed for a benchmark's layout).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn cube_stl(s: f32) -> Vec<u8> {
+    let v = |x: f32, y: f32, z: f32| [x * s, y * s, z * s];
+    let quads = [
+        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
+        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
+        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
+        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
+        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
+        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
+    ];
+    let mut b = vec![0u8; 80];
+    b.extend_from_slice(&12u32.to_le_bytes());
+    for q in quads {
+        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
+            b.extend_from_slice(&[0u8; 12]);
+            for p in t {
+                for c in p {
+                    b.extend_from_slice(&c.to_le_bytes());
+                }
+            }
+            b.extend_from_slice(&[0, 0]);
+        }
+    }
+    b
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let n_printers = arg("--printers", 10_000);
+    let n_jobs = arg("--jobs", 100_000);
+    let clients = arg("--clients", 32);
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::embedded(dir.path());
+    // Leases long enough that the benchmark's one idle node never expires.
+    config.network.lease_s = 3600.0;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = fabrouter_server::start(config, async {
+        let _ = stop_rx.await;
+    })
+    .await?;
+    let channel = Channel::from_shared(format!("http://{}", running.addr))?
+        .connect()
+        .await?;
+    let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))?
+        .trim()
+        .to_string();
+    let mut admin = AdminServiceClient::with_interceptor(channel.clone(), Bearer(admin_token));
+    let designer = admin
+        .create_token(pb::CreateTokenRequest {
+            role: pb::Role::Designer as i32,
+            label: "bench".into(),
+        })
+        .await?
+        .into_inner()
+        .secret;
+    let rss_start = rss_mb();
+
+    // Printers: 100 nodes, spread over central Europe.
+    let mut rng = Lcg(7);
+    let per_node = n_printers.div_ceil(100);
+    let mut node_streams = Vec::new();
+    let t = Instant::now();
+    for n in 0..100 {
+        let id = format!("node-{n}");
+        let secret = admin
+            .create_node(pb::CreateNodeRequest {
+                node_id: id.clone(),
+                label: String::new(),
+            })
+            .await?
+            .into_inner()
+            .secret;
+        let (lat, lon) = (46.0 + rng.next() * 8.0, 5.0 + rng.next() * 12.0);
+        let printers = (0..per_node)
+            .map(|i| pb::PrinterSpec {
+                printer_id: format!("p{i}"),
+                technology: pb::Technology::Fdm as i32,
+                build_x_mm: 180.0 + 100.0 * rng.next(),
+                build_y_mm: 180.0 + 100.0 * rng.next(),
+                build_z_mm: 180.0 + 100.0 * rng.next(),
+                nozzle_diameters_mm: vec![0.4],
+                materials: vec![pb::Material {
+                    kind: if rng.next() < 0.7 { "PLA" } else { "PETG" }.into(),
+                    colour: "black".into(),
+                }],
+                profiles: vec!["prusaslicer-b".into()],
+                location: Some(pb::GeoPoint {
+                    lat_deg: lat + rng.next() * 0.2,
+                    lon_deg: lon + rng.next() * 0.2,
+                }),
+                price: Some(pb::PriceModel {
+                    currency: "EUR".into(),
+                    per_hour_minor: 150 + (rng.next() * 100.0) as i64,
+                    per_gram_minor: 5,
+                    setup_fee_minor: 300,
+                }),
+                makerspace: format!("space {n}"),
+                firmware_flavor: "marlin2".into(),
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(pb::NodeMessage {
+            msg: Some(pb::node_message::Msg::Hello(pb::NodeHello {
+                agent_version: "bench".into(),
+                printers,
+                held_jobs: vec![],
+            })),
+        })?;
+        let mut client = NodeServiceClient::with_interceptor(
+            channel.clone(),
+            Bearer(format!("node:{id}:{secret}")),
+        )
+        .max_decoding_message_size(64 << 20);
+        let mut inbox = client
+            .node_session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        // Drain assignments so the router's channel to the node never grows.
+        tokio::spawn(async move { while let Some(Ok(_)) = inbox.next().await {} });
+        node_streams.push(tx);
+    }
+    let registered = t.elapsed();
+    let rss_printers = rss_mb();
+
+    let stl = cube_stl(20.0);
+    let mut designs =
+        DesignServiceClient::with_interceptor(channel.clone(), Bearer(designer.clone()));
+    let design = designs
+        .upload_design(tokio_stream::iter(vec![
+            pb::UploadDesignRequest {
+                payload: Some(pb::upload_design_request::Payload::Metadata(
+                    pb::UploadMetadata {
+                        file_name: "cube.stl".into(),
+                        declared_size_bytes: stl.len() as u64,
+                        sha256: String::new(),
+                        format: pb::DesignFormat::Stl as i32,
+                    },
+                )),
+            },
+            pb::UploadDesignRequest {
+                payload: Some(pb::upload_design_request::Payload::Chunk(stl)),
+            },
+        ]))
+        .await?
+        .into_inner()
+        .name;
+    let spec = move |rng: &mut Lcg| pb::JobSpec {
+        design: design.clone(),
+        technology: pb::Technology::Fdm as i32,
+        material: Some(pb::Material {
+            kind: "PLA".into(),
+            colour: String::new(),
+        }),
+        nozzle_mm: 0.0,
+        customer_location: Some(pb::GeoPoint {
+            lat_deg: 46.0 + rng.next() * 8.0,
+            lon_deg: 5.0 + rng.next() * 12.0,
+        }),
+        max_distance_km: 0.0,
+        quantity: 1,
+    };
+
+    // Quote latency, end to end over gRPC (the estimate is cached after the first call).
+    let mut jobs: JobServiceClient<Authed> =
+        JobServiceClient::with_interceptor(channel.clone(), Bearer(designer.clone()));
+    let mut lat = Vec::new();
+    for i in 0..1200 {
+        let req = pb::QuoteJobRequest {
+            spec: Some(spec(&mut rng)),
+            max_options: 3,
+        };
+        let t = Instant::now();
+        jobs.quote_job(req).await?;
+        if i >= 200 {
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+
+    // Reference: the cheapest authenticated call the server has, at the same concurrency.
+    let window = Duration::from_secs(5);
+    let whoami_rate = {
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let deadline = Instant::now() + window;
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let mut c = admin.clone();
+            let count = count.clone();
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if c.who_am_i(pb::WhoAmIRequest {}).await.is_ok() {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        count.load(std::sync::atomic::Ordering::Relaxed) as f64 / window.as_secs_f64()
+    };
+
+    // Durable submissions: every acknowledged job is synced to disk.
+    let submitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let mut c = jobs.clone();
+        let submitted = submitted.clone();
+        let spec = spec.clone();
+        let per = n_jobs / clients + usize::from(w < n_jobs % clients);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Lcg(1000 + w as u64);
+            for i in 0..per {
+                let req = pb::SubmitJobRequest {
+                    spec: Some(spec(&mut rng)),
+                    printer: String::new(),
+                    idempotency_key: format!("w{w}-{i}"),
+                };
+                if c.submit_job(req).await.is_ok() {
+                    submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let took = t.elapsed().as_secs_f64();
+    let n = submitted.load(std::sync::atomic::Ordering::Relaxed);
+    let submit_rate = n as f64 / took;
+    let rss_jobs = rss_mb();
+
+    println!("printer network over gRPC on loopback, sled on disk, 2 worker threads");
+    println!(
+        "  registered {} printers on 100 nodes in {:.2} s",
+        100 * per_node,
+        registered.as_secs_f64()
+    );
+    println!(
+        "  QuoteJob with {} printers: p50 {:.0} us, p99 {:.0} us, max {:.0} us (1000 quotes)",
+        100 * per_node,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+    println!("  reference WhoAmI ({clients} clients): {whoami_rate:.0} calls/s");
+    println!(
+        "  durable SubmitJob ({clients} clients): {n} jobs in {took:.1} s = {submit_rate:.0} jobs/s ({:.2} of the WhoAmI rate)",
+        submit_rate / whoami_rate
+    );
+    println!(
+        "  resident memory (router and benchmark clients in one process): start {rss_start:.0} MB, with printers {rss_printers:.0} MB, with {n} jobs {rss_jobs:.0} MB"
+    );
+    drop(node_streams);
+    let _ = stop_tx.send(());
+    running.wait().await?;
+    Ok(())
+}
