@@ -26,6 +26,9 @@ use crate::errors::{bad_request, store_status};
 /// Progress events are kept in the history when the fraction moved at least this much (or the
 /// layer or phase changed), so a long print does not write thousands of near-identical events.
 const PROGRESS_STEP: f64 = 0.01;
+/// Most rejected or lower-ranked printers a quote explains (the nearest ones): listing every
+/// one of 10,000 printers would cost more than the decision and help no customer.
+pub const MAX_QUOTE_REASONS: usize = 200;
 /// Most idempotency key length.
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
@@ -90,6 +93,8 @@ struct Inner {
     jobs: HashMap<String, ActiveJob>,
     /// Per printer: estimated seconds and count of active jobs on it.
     queues: HashMap<String, (f64, u32)>,
+    /// Every profile some registered printer prints with (estimates are made for these).
+    profiles: std::collections::BTreeSet<String>,
     next_session: u64,
 }
 
@@ -303,6 +308,7 @@ impl Network {
             let node = node_of(&name).to_string();
             if let Ok(p) = sched_printer(&name, &node, &spec, pb::PrinterState::Offline) {
                 inner.fleet.upsert(p)?;
+                inner.profiles.extend(spec.profiles.iter().cloned());
                 inner.nodes.entry(node.clone()).or_insert(NodeEntry {
                     conn: None,
                     last_seen: now,
@@ -411,11 +417,7 @@ impl Network {
     }
 
     fn fleet_profiles(&self) -> std::collections::BTreeSet<String> {
-        self.lock()
-            .printers
-            .values()
-            .flat_map(|p| p.spec.profiles.iter().cloned())
-            .collect()
+        self.lock().profiles.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<pb::JobEvent> {
@@ -622,20 +624,39 @@ impl Network {
             .scheduler
             .quote(&request, &inner.fleet, &estimator, top)
             .map_err(|e| bad_request("spec", e.to_string()))?;
-        let mut rejections: Vec<pb::Rejection> = decision
+        // The nearest printers' reasons are the ones a customer asks about; messages are
+        // formatted only for those.
+        let customer = request.customer;
+        let mut rejected: Vec<_> = decision
             .rejections()
-            .map(|r| pb::Rejection {
+            .map(|r| (r.printer.location.distance_km(&customer), r))
+            .collect();
+        rejected.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let mut rejections: Vec<pb::Rejection> = rejected
+            .iter()
+            .take(MAX_QUOTE_REASONS)
+            .map(|(_, r)| pb::Rejection {
                 printer: r.printer_id().to_string(),
                 code: r.code().as_str().to_ascii_lowercase(),
                 message: r.message(),
             })
             .collect();
         if let Some(top) = decision.options.first() {
-            rejections.extend(decision.ranked_lower().map(|r| pb::Rejection {
-                printer: r.printer_id().to_string(),
-                code: "ranked_lower".into(),
-                message: r.reason_vs(top),
-            }));
+            let mut lower: Vec<_> = decision
+                .ranked_lower()
+                .map(|r| (r.printer.location.distance_km(&customer), r))
+                .collect();
+            lower.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            rejections.extend(
+                lower
+                    .iter()
+                    .take(MAX_QUOTE_REASONS)
+                    .map(|(_, r)| pb::Rejection {
+                        printer: r.printer_id().to_string(),
+                        code: "ranked_lower".into(),
+                        message: r.reason_vs(top),
+                    }),
+            );
         }
         let design_name = names::design(&design.id);
         Ok(pb::Quote {
@@ -1118,6 +1139,7 @@ impl Network {
                 .fleet
                 .upsert(p)
                 .map_err(|e| bad_request("hello.printers", e.to_string()))?;
+            inner.profiles.extend(spec.profiles.iter().cloned());
             inner.printers.insert(
                 name.clone(),
                 PrinterEntry {
