@@ -140,3 +140,174 @@ pub fn reference(rel: &str) -> PathBuf {
         .join("../shared/reference")
         .join(rel)
 }
+
+/// Sends SIGTERM to a child and waits up to 20 s (then SIGKILL); returns whether it exited 0.
+fn terminate(child: &mut Child) -> bool {
+    if let Ok(Some(status)) = child.try_wait() {
+        return status.success();
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `virtual-printer` process on a pseudo-terminal reachable at `link`, writing the record of
+/// the commands it executed to `record` every second.
+pub struct VirtualPrinter {
+    child: Child,
+    pub link: PathBuf,
+    pub record: PathBuf,
+}
+
+impl VirtualPrinter {
+    /// `extra` are more flags, e.g. `["--latency-ms", "1"]` to make a print last a while.
+    pub fn start(link: &Path, record: &Path, extra: &[&str]) -> VirtualPrinter {
+        let _ = std::fs::remove_file(link);
+        let child = Command::new(bin("virtual-printer"))
+            .arg("--link")
+            .arg(link)
+            .arg("--record")
+            .arg(record)
+            .arg("--fast")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting virtual-printer");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !link.exists() {
+            assert!(Instant::now() < deadline, "virtual-printer made no link");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        VirtualPrinter {
+            child,
+            link: link.to_path_buf(),
+            record: record.to_path_buf(),
+        }
+    }
+
+    /// The printer dies as if unplugged: SIGKILL, no goodbye on the wire.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM, on which it writes the final record.
+    pub fn stop(mut self) -> bool {
+        terminate(&mut self.child)
+    }
+
+    /// The commands the printer executed so far (from its last record dump), without
+    /// line numbers and checksums.
+    pub fn executed(&self) -> Vec<String> {
+        read_record(&self.record)
+    }
+}
+
+impl Drop for VirtualPrinter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            terminate(&mut self.child);
+        }
+    }
+}
+
+/// The job commands in a virtual printer's record file (JSON lines with `command` and `line`).
+pub fn read_record(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        // Job lines carry a line number; the sender's own handshake commands do not.
+        .filter(|v| v.get("line").is_some_and(|l| !l.is_null()))
+        .filter_map(|v| v.get("command").and_then(|c| c.as_str()).map(String::from))
+        .collect()
+}
+
+/// A `fab-node run` process, its log in `log`; stopped with SIGTERM on drop.
+pub struct FabNode {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl FabNode {
+    pub fn start(config: &Path, log: &Path) -> FabNode {
+        let out = std::fs::File::create(log).expect("node log file");
+        let child = Command::new(bin("fab-node"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("starting fab-node");
+        FabNode {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn stop(mut self) -> bool {
+        terminate(&mut self.child)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for FabNode {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            terminate(&mut self.child);
+        }
+    }
+}
+
+/// Runs `fab ... --json`, asserts success, and parses what it printed.
+pub fn fab_json(server: &str, token: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = fab(server, token, &all);
+    assert!(
+        out.status.success(),
+        "fab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "fab {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Polls `cond` every 100 ms until it holds or `secs` pass (then panics naming `what`).
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether an external tool is on PATH; says so loudly when it is not.
+pub fn have_tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        eprintln!("\n*** SKIPPING: {name} is not installed (see README, Set-up) ***\n");
+    }
+    found
+}

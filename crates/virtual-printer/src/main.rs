@@ -72,9 +72,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{}", path.display());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // SIGTERM (what service managers and test harnesses send) ends it as cleanly as Ctrl-C.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
             _ = tick.tick() => {
                 if let Some(record) = &args.record {
                     printer.dump_record(record)?;
