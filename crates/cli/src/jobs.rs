@@ -128,7 +128,7 @@ pub fn duration(s: f64) -> String {
     }
 }
 
-fn money(m: &Option<pb::Money>) -> String {
+pub fn money(m: &Option<pb::Money>) -> String {
     m.as_ref()
         .map(|m| format!("{:.2} {}", m.amount_minor as f64 / 100.0, m.currency))
         .unwrap_or_default()

@@ -2,6 +2,7 @@
 //! router over gRPC (see `client` for how the server and token are found).
 
 mod client;
+mod demo;
 mod estimate;
 mod jobs;
 mod output;
@@ -18,7 +19,7 @@ use sha2::Digest;
 use crate::client::{Client, Target, explain};
 
 /// Bytes per upload message; well under gRPC's default 4 MiB message limit.
-const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
+pub(crate) const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Parser)]
 #[command(
@@ -56,7 +57,7 @@ enum Command {
     },
     /// Printer profiles the router knows.
     Profiles,
-    /// Upload an STL file and print its mesh report.
+    /// Upload an STL file (or pre-sliced .gcode) and print its report.
     Upload { file: PathBuf },
     /// Your designs on the router.
     Designs {
@@ -77,6 +78,9 @@ enum Command {
     },
     /// Who the router thinks you are.
     Whoami,
+    /// Run everything on this machine (router, two makerspaces with virtual printers) and
+    /// print the example models as a designer in Potsdam would.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -176,10 +180,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         estimate::offline(file, profile, json)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
+    if let Command::Demo(args) = cli.command {
+        return demo::run(args).await;
+    }
     let target = Target::resolve(cli.server, cli.token, cli.ca_cert)?;
     let client = Client::connect(&target).await?;
     match cli.command {
-        Command::Check { .. } | Command::Estimate { .. } => unreachable!("handled above"),
+        Command::Check { .. } | Command::Estimate { .. } | Command::Demo(_) => {
+            unreachable!("handled above")
+        }
         Command::Profiles => estimate::profiles(&client, json).await?,
         Command::Upload { file } => upload(&client, &file, json).await?,
         Command::Designs { action } => designs(&client, action, json).await?,
@@ -277,6 +286,13 @@ async fn upload(client: &Client, file: &Path, json: bool) -> anyhow::Result<()> 
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    // Pre-sliced G-code is told apart by its name, as slicers save it.
+    let lower = file_name.to_ascii_lowercase();
+    let format = if lower.ends_with(".gcode") || lower.ends_with(".gco") || lower.ends_with(".g") {
+        pb::DesignFormat::Gcode
+    } else {
+        pb::DesignFormat::Stl
+    };
     bar.set_message(format!("uploading {file_name}"));
     let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -286,7 +302,7 @@ async fn upload(client: &Client, file: &Path, json: bool) -> anyhow::Result<()> 
                 file_name,
                 declared_size_bytes: size,
                 sha256: sha,
-                format: pb::DesignFormat::Stl as i32,
+                format: format as i32,
             },
         )),
     })
@@ -327,6 +343,9 @@ async fn upload(client: &Client, file: &Path, json: bool) -> anyhow::Result<()> 
         println!("uploaded {} as {}", design.file_name, design.name);
         if let Some(r) = &design.mesh_report {
             print!("{}", output::report_text(r));
+        }
+        if let Some(g) = &design.gcode_report {
+            print!("{}", output::gcode_text(g));
         }
     }
     Ok(())

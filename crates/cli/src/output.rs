@@ -71,7 +71,76 @@ pub fn design_json(d: &pb::Design) -> Value {
         "create_time_unix_s": d.create_time.as_ref().map(|t| t.seconds),
         "repaired_from": d.repaired_from,
         "mesh_report": d.mesh_report.as_ref().map(report_json),
+        "gcode_report": d.gcode_report.as_ref().map(gcode_json),
     })
+}
+
+pub fn gcode_json(g: &pb::GcodeReport) -> Value {
+    json!({
+        "lines": g.lines,
+        "commands": g.commands,
+        "generator": g.generator,
+        "firmware_flavor": g.firmware_flavor,
+        "nozzle_mm": g.nozzle_mm,
+        "filament_type": g.filament_type,
+        "print_min_mm": vec3(&g.print_min_mm),
+        "print_max_mm": vec3(&g.print_max_mm),
+        "layers": g.layers,
+        "layer_height_mm": g.layer_height_mm,
+        "max_hotend_c": g.max_hotend_c,
+        "max_bed_c": g.max_bed_c,
+        "extruded_mm": g.extruded_mm,
+        "slicer_time_s": g.slicer_time_s,
+        "slicer_filament_g": g.slicer_filament_g,
+        "feedrate_time_s": g.feedrate_time_s,
+        "findings": g.findings.iter().map(|f| json!({"code": f.code, "message": f.message})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn gcode_text(g: &pb::GcodeReport) -> String {
+    let or = |s: &str| {
+        if s.is_empty() {
+            "not stated".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let (lo, hi) = (
+        g.print_min_mm.unwrap_or_default(),
+        g.print_max_mm.unwrap_or_default(),
+    );
+    let mut s = format!(
+        "G-code:     {} commands, {} layers, by {}, flavour {}\n",
+        g.commands,
+        g.layers,
+        or(&g.generator),
+        or(&g.firmware_flavor)
+    );
+    s.push_str(&format!(
+        "prints in:  X {:.1}..{:.1}, Y {:.1}..{:.1}, Z up to {:.2} mm\n",
+        lo.x, hi.x, lo.y, hi.y, hi.z
+    ));
+    s.push_str(&format!(
+        "needs:      hot end {:.0} °C, bed {:.0} °C, nozzle {}, {}\n",
+        g.max_hotend_c,
+        g.max_bed_c,
+        if g.nozzle_mm > 0.0 {
+            format!("{} mm", g.nozzle_mm)
+        } else {
+            "not stated".into()
+        },
+        or(&g.filament_type)
+    ));
+    if g.slicer_time_s > 0.0 {
+        s.push_str(&format!(
+            "slicer says: {:.0} s, {:.1} g\n",
+            g.slicer_time_s, g.slicer_filament_g
+        ));
+    }
+    for f in &g.findings {
+        s.push_str(&format!("  [warning] {}\n", f.message));
+    }
+    s
 }
 
 pub fn report_text(r: &pb::MeshReport) -> String {

@@ -115,6 +115,11 @@ pub struct PrinterConfig {
     pub makerspace: String,
     /// G-code flavour, e.g. "marlin2".
     pub firmware_flavor: String,
+    /// Highest hot-end temperature the printer may be asked for, °C (pre-sliced G-code above
+    /// it is refused).
+    pub max_hotend_c: f64,
+    /// Highest bed temperature, °C.
+    pub max_bed_c: f64,
     /// Time for the printer to answer the serial handshake.
     pub detect_timeout: Duration,
 }
@@ -171,6 +176,8 @@ struct RawPrinter {
     price: Spanned<RawPrice>,
     makerspace: String,
     firmware_flavor: Option<String>,
+    max_hotend_c: Option<Spanned<f64>>,
+    max_bed_c: Option<Spanned<f64>>,
     detect_timeout_s: Option<Spanned<f64>>,
 }
 
@@ -227,6 +234,25 @@ impl Source<'_> {
         }
     }
 
+    fn celsius(
+        &self,
+        v: Option<&Spanned<f64>>,
+        default: f64,
+        key: &str,
+    ) -> Result<f64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => {
+                self.check(
+                    s,
+                    |x| x.is_finite() && *x > 0.0 && *x <= 600.0,
+                    &format!("{key} must be a temperature in °C in (0, 600]"),
+                )?;
+                Ok(*s.get_ref())
+            }
+        }
+    }
+
     fn seconds(
         &self,
         v: Option<&Spanned<f64>>,
@@ -246,6 +272,11 @@ impl Source<'_> {
         }
     }
 }
+
+/// Temperature ceilings when the config names none: what common Marlin printers allow
+/// (hot end 285 °C less Marlin's 15 °C safety margin is 270; beds reach about 120 °C).
+const DEFAULT_MAX_HOTEND_C: f64 = 270.0;
+const DEFAULT_MAX_BED_C: f64 = 120.0;
 
 /// Resource-name safe: what the router accepts in node and printer ids.
 fn is_id(s: &str) -> bool {
@@ -448,6 +479,12 @@ impl NodeConfig {
                 .firmware_flavor
                 .clone()
                 .unwrap_or_else(|| "marlin2".into()),
+            max_hotend_c: src.celsius(
+                p.max_hotend_c.as_ref(),
+                DEFAULT_MAX_HOTEND_C,
+                "max_hotend_c",
+            )?,
+            max_bed_c: src.celsius(p.max_bed_c.as_ref(), DEFAULT_MAX_BED_C, "max_bed_c")?,
             detect_timeout: src.seconds(
                 p.detect_timeout_s.as_ref(),
                 DEFAULT_DETECT_TIMEOUT_S,

@@ -5,7 +5,7 @@
 //! print never depends on the router being there.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -336,13 +336,26 @@ impl PrinterTask {
         .await
         .map_err(|e| Ending::fault(format!("the node could not fetch the design: {e}")))?;
         if gcode {
-            return Ok(file);
+            return check_gcode(&file, &cfg).await.map(|()| file);
         }
         let config = cfg
             .slicer_config
             .clone()
             .unwrap_or_else(|| ctx.default_slicer_config.clone());
-        match ctx.slicer.slice(&file, &sha, &config).await {
+        let mut overrides = slicer_overrides(&cfg);
+        // The router found the part fits this printer only turned; slice it turned so.
+        if let Some(r) = a.rotation {
+            for (flag, deg) in [
+                ("--rotate-x", r.x_deg),
+                ("--rotate-y", r.y_deg),
+                ("--rotate", r.z_deg),
+            ] {
+                if deg.is_finite() && deg != 0.0 {
+                    overrides.extend([flag.to_string(), format!("{deg}")]);
+                }
+            }
+        }
+        match ctx.slicer.slice(&file, &sha, &config, &overrides).await {
             Ok((path, cached)) => {
                 tracing::info!(job = %a.job, cached, gcode = %path.display(), "sliced");
                 Ok(path)
@@ -551,6 +564,77 @@ impl PrinterTask {
         Ok(())
     }
 }
+
+/// Checks pre-sliced G-code against this printer (bed, height, temperatures, flavour, nozzle)
+/// before a line of it is sent. A mismatch fails the job with the reason and blames this
+/// printer, so the router can offer it to one that suits it.
+async fn check_gcode(file: &Path, cfg: &PrinterConfig) -> Result<(), Ending> {
+    let path = file.to_path_buf();
+    let summary = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let limits = fabrouter_gcode::Limits::default();
+        fabrouter_gcode::scan(&bytes, limits).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| Ending::fault(format!("checking the G-code: {e}")))?
+    .map_err(|e| Ending {
+        success: false,
+        printer_fault: false,
+        reason: format!("the G-code is not usable: {e}"),
+    })?;
+    let limits = fabrouter_gcode::PrinterLimits {
+        build_volume_mm: cfg.build_volume_mm,
+        nozzle_diameters_mm: vec![cfg.nozzle_mm],
+        flavor: cfg.firmware_flavor.clone(),
+        max_hotend_c: cfg.max_hotend_c,
+        max_bed_c: cfg.max_bed_c,
+    };
+    let problems = fabrouter_gcode::check(&summary, &limits);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let why: Vec<String> = problems.into_iter().map(|m| m.message).collect();
+    Err(Ending::fault(format!(
+        "the pre-sliced G-code does not suit printer {}: {}",
+        cfg.id,
+        why.join("; ")
+    )))
+}
+
+/// PrusaSlicer options that make the G-code fit this printer's bed and firmware whatever the
+/// profile's config says (one profile is shared by printers of different sizes and firmware).
+fn slicer_overrides(cfg: &PrinterConfig) -> Vec<String> {
+    let [x, y, z] = cfg.build_volume_mm;
+    let mut options = Vec::new();
+    if PRUSASLICER_FLAVORS.contains(&cfg.firmware_flavor.as_str()) {
+        options.extend(["--gcode-flavor".to_string(), cfg.firmware_flavor.clone()]);
+    }
+    options.extend([
+        "--bed-shape".into(),
+        format!("0x0,{x}x0,{x}x{y},0x{y}"),
+        "--max-print-height".into(),
+        format!("{z}"),
+        "--center".into(),
+        format!("{},{}", x / 2.0, y / 2.0),
+    ]);
+    options
+}
+
+/// The `gcode_flavor` values PrusaSlicer knows; another flavour keeps the profile's own.
+const PRUSASLICER_FLAVORS: &[&str] = &[
+    "reprap",
+    "reprapfirmware",
+    "repetier",
+    "teacup",
+    "makerware",
+    "marlin",
+    "marlin2",
+    "klipper",
+    "sailfish",
+    "mach3",
+    "machinekit",
+    "smoothie",
+];
 
 /// Waits for the link's next event; pends forever without a link.
 async fn next_event(link: &mut Option<Link>) -> Option<Event> {

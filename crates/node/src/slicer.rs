@@ -118,19 +118,33 @@ impl Slicer {
             .join(format!("{design_sha256}-{config_sha256}.gcode"))
     }
 
-    /// Slices `model` (whose sha256 is `design_sha256`) with the PrusaSlicer `config`, or
-    /// returns the cached G-code. The boolean says whether it came from the cache.
+    /// Slices `model` (whose sha256 is `design_sha256`) with the PrusaSlicer `config` and the
+    /// command-line `overrides` (e.g. the printer's own bed), or returns the cached G-code. The
+    /// boolean says whether it came from the cache.
     pub async fn slice(
         &self,
         model: &Path,
         design_sha256: &str,
         config: &Path,
+        overrides: &[String],
     ) -> Result<(PathBuf, bool), SliceError> {
         let config_sha = {
             let config = config.to_path_buf();
-            tokio::task::spawn_blocking(move || file_sha256(&config))
+            let file_sha = tokio::task::spawn_blocking(move || file_sha256(&config))
                 .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
+            if overrides.is_empty() {
+                file_sha
+            } else {
+                // The overrides change the output, so they are part of the cache key.
+                let mut h = Sha256::new();
+                h.update(file_sha.as_bytes());
+                for o in overrides {
+                    h.update([0]);
+                    h.update(o.as_bytes());
+                }
+                hex::encode(h.finalize())
+            }
         };
         let out = self.cache_path(design_sha256, &config_sha);
         if tokio::fs::try_exists(&out).await? {
@@ -145,6 +159,7 @@ impl Slicer {
             .arg("--export-gcode")
             .arg("--load")
             .arg(config)
+            .args(overrides)
             .arg("--output")
             .arg(&tmp)
             .arg(model)
@@ -203,7 +218,7 @@ mod tests {
             Duration::from_secs(5),
             &dir.path().join("cache"),
         );
-        let e = s.slice(&model, "abc", &config).await.unwrap_err();
+        let e = s.slice(&model, "abc", &config, &[]).await.unwrap_err();
         assert!(e.is_node_fault());
         assert_eq!(
             e.to_string(),

@@ -302,6 +302,8 @@ fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
         },
         makerspace: format!("space-{id}"),
         firmware_flavor: "marlin2".into(),
+        max_hotend_c: 270.0,
+        max_bed_c: 120.0,
         detect_timeout: Duration::from_secs(3),
     }
 }

@@ -87,6 +87,7 @@ fn request(i: usize, rng: &mut StdRng) -> JobRequest {
             rng.random_range(5.0..120.0),
         ],
         technology: Technology::Fdm,
+        pre_sliced: false,
         material: rng.random_bool(0.7).then(|| MaterialRequest {
             kind: KINDS[rng.random_range(0..KINDS.len())].to_lowercase(),
             colour: rng

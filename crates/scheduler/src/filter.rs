@@ -259,7 +259,11 @@ impl<'a, 'e> JobContext<'a, 'e> {
             request,
             fleet,
             origin: Origin::new(request.customer),
-            fits: FitCandidates::new(request.part_extent_mm),
+            fits: if request.pre_sliced {
+                FitCandidates::as_uploaded(request.part_extent_mm)
+            } else {
+                FitCandidates::new(request.part_extent_mm)
+            },
             material,
             estimator,
             estimates: RefCell::new(vec![None; fleet.profile_count()]),
@@ -658,6 +662,7 @@ pub(crate) mod tests {
             job_key: "design-abc".into(),
             part_extent_mm: [50.0, 40.0, 30.0],
             technology: Technology::Fdm,
+            pre_sliced: false,
             material: None,
             nozzle_mm: None,
             customer: GeoPoint::new(lat, lon).unwrap(),

@@ -45,6 +45,7 @@
 //!     job_key: "design-sha256".into(),
 //!     part_extent_mm: [80.0, 40.0, 25.0],
 //!     technology: Technology::Fdm,
+//!     pre_sliced: false,
 //!     material: Some(MaterialRequest { kind: "pla".into(), colour: None }),
 //!     nozzle_mm: None,
 //!     customer: GeoPoint::new(47.377, 8.540)?,

@@ -245,6 +245,10 @@ pub struct JobRequest {
     pub job_key: String,
     /// Axis-aligned extent of the part as uploaded, x/y/z in mm.
     pub part_extent_mm: [f64; 3],
+    /// Pre-sliced G-code: the part sits where the G-code puts it, so it is never turned to fit
+    /// (`part_extent_mm` is then how far the bed must reach).
+    #[serde(default)]
+    pub pre_sliced: bool,
     pub technology: Technology,
     #[serde(default)]
     pub material: Option<MaterialRequest>,

@@ -101,6 +101,17 @@ impl FitCandidates {
         Self { candidates }
     }
 
+    /// Only the orientation as uploaded (for parts whose placement is fixed, like G-code).
+    pub fn as_uploaded(part_extent_mm: [f64; 3]) -> Self {
+        Self {
+            candidates: vec![Orientation {
+                up: UpAxis::Z,
+                rotation_z_deg: 0,
+                placed_extent_mm: part_extent_mm,
+            }],
+        }
+    }
+
     /// The first (most preferred) orientation in which the part fits `build_volume_mm`.
     pub fn fit(&self, build_volume_mm: &[f64; 3]) -> Option<&Orientation> {
         self.fit_index(build_volume_mm).and_then(|i| self.get(i))

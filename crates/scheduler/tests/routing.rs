@@ -45,6 +45,7 @@ fn request() -> JobRequest {
         job_key: "design-1".into(),
         part_extent_mm: [60.0, 40.0, 30.0],
         technology: Technology::Fdm,
+        pre_sliced: false,
         material: None,
         nozzle_mm: None,
         customer: GeoPoint::new(CUSTOMER.0, CUSTOMER.1).unwrap(),

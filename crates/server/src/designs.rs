@@ -7,6 +7,7 @@ use std::time::Instant;
 use fabrouter_api::names;
 use fabrouter_api::v1 as pb;
 use fabrouter_api::v1::design_service_server::DesignService;
+use fabrouter_gcode as gcode;
 use fabrouter_mesh as mesh;
 use fabrouter_store::{DesignRecord, sha256_hex};
 use prost::Message;
@@ -22,6 +23,24 @@ use crate::errors::{bad_request, limit_exceeded, store_status};
 const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
 /// Longest accepted file name.
 const MAX_FILE_NAME_BYTES: usize = 255;
+/// Longest G-code line accepted (firmware takes about 96 bytes; slicers write long comments).
+pub const MAX_GCODE_LINE_BYTES: usize = 64 * 1024;
+
+/// What checks an upload while it streams: the STL scanner, or the G-code analyzer, which
+/// reads pre-sliced files whole in one pass.
+enum Scan {
+    Mesh(mesh::UploadScanner),
+    Gcode(Box<gcode::Scanner>),
+}
+
+impl Scan {
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), Status> {
+        match self {
+            Scan::Mesh(s) => s.feed(chunk).map_err(scan_status),
+            Scan::Gcode(s) => s.feed(chunk).map_err(gcode_status),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Designs {
@@ -76,18 +95,25 @@ impl Designs {
         validate_metadata(&meta)?;
         let format =
             pb::DesignFormat::try_from(meta.format).unwrap_or(pb::DesignFormat::Unspecified);
-        if format == pb::DesignFormat::Gcode {
-            return Err(Status::unimplemented(
-                "pre-sliced G-code uploads are not accepted yet; upload the STL instead",
-            ));
-        }
         let limits = &self.state.config.limits;
         let mesh_limits = mesh::Limits {
             max_bytes: limits.max_upload_bytes,
             max_triangles: limits.max_triangles,
         };
-        let mut scanner =
-            mesh::UploadScanner::new(meta.declared_size_bytes, mesh_limits).map_err(scan_status)?;
+        let mut scanner = if format == pb::DesignFormat::Gcode {
+            let limits = gcode::Limits {
+                max_bytes: limits.max_upload_bytes,
+                max_line_bytes: MAX_GCODE_LINE_BYTES,
+            };
+            Scan::Gcode(Box::new(
+                gcode::Scanner::new(meta.declared_size_bytes, limits).map_err(gcode_status)?,
+            ))
+        } else {
+            Scan::Mesh(
+                mesh::UploadScanner::new(meta.declared_size_bytes, mesh_limits)
+                    .map_err(scan_status)?,
+            )
+        };
         // The whole file is needed in memory to check the mesh; the budget caps how much all
         // uploads together may hold, and the scanner stops an upload the moment it breaks a limit.
         let permits = u32::try_from(meta.declared_size_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
@@ -105,7 +131,7 @@ impl Designs {
             let msg = msg?;
             match msg.payload {
                 Some(pb::upload_design_request::Payload::Chunk(chunk)) => {
-                    scanner.feed(&chunk).map_err(scan_status)?;
+                    scanner.feed(&chunk)?;
                     self.state.metrics.upload_bytes.inc_by(chunk.len() as u64);
                     hasher.update(&chunk);
                     bytes.extend_from_slice(&chunk);
@@ -119,7 +145,13 @@ impl Designs {
                 None => {}
             }
         }
-        scanner.finish().map_err(scan_status)?;
+        let gcode_summary = match scanner {
+            Scan::Mesh(s) => {
+                s.finish().map_err(scan_status)?;
+                None
+            }
+            Scan::Gcode(s) => Some(s.finish().map_err(gcode_status)?),
+        };
         let sha = hex::encode(hasher.finalize());
         if !meta.sha256.is_empty() && !meta.sha256.eq_ignore_ascii_case(&sha) {
             return Err(bad_request(
@@ -129,6 +161,20 @@ impl Designs {
                     meta.sha256
                 ),
             ));
+        }
+        if let Some(summary) = gcode_summary {
+            let rec = DesignRecord {
+                id: uuid::Uuid::now_v7().simple().to_string(),
+                owner: who.id.clone(),
+                file_name: meta.file_name.clone(),
+                size_bytes: bytes.len() as u64,
+                sha256: sha,
+                format: pb::DesignFormat::Gcode as i32,
+                created_unix_ms: crate::auth::now_unix_ms(),
+                report: gcode_report_pb(&summary).encode_to_vec(),
+                repaired_from: None,
+            };
+            return self.put(rec, bytes).await;
         }
         let (bytes, report) = tokio::task::spawn_blocking(move || {
             let parsed = mesh::parse_stl(&bytes, &mesh_limits);
@@ -214,6 +260,14 @@ fn scan_status(e: mesh::ScanError) -> Status {
     }
 }
 
+fn gcode_status(e: gcode::GcodeError) -> Status {
+    if e.is_limit() {
+        limit_exceeded("upload", e.to_string())
+    } else {
+        bad_request("file", format!("not usable G-code: {e}"))
+    }
+}
+
 fn parse_status(e: mesh::ParseError) -> Status {
     if e.is_limit() {
         limit_exceeded("upload", e.to_string())
@@ -238,12 +292,52 @@ pub(crate) fn design_to_pb(rec: &DesignRecord) -> pb::Design {
         format: rec.format,
         create_time: Some(timestamp(rec.created_unix_ms)),
         owner: format!("principals/{}", rec.owner),
-        mesh_report: pb::MeshReport::decode(rec.report.as_slice()).ok(),
+        mesh_report: (!is_gcode(rec))
+            .then(|| pb::MeshReport::decode(rec.report.as_slice()).ok())
+            .flatten(),
+        gcode_report: is_gcode(rec)
+            .then(|| pb::GcodeReport::decode(rec.report.as_slice()).ok())
+            .flatten(),
         repaired_from: rec
             .repaired_from
             .as_deref()
             .map(names::design)
             .unwrap_or_default(),
+    }
+}
+
+/// Whether the design is pre-sliced G-code (its record holds a G-code report, not a mesh one).
+pub(crate) fn is_gcode(rec: &DesignRecord) -> bool {
+    rec.format == pb::DesignFormat::Gcode as i32
+}
+
+/// The G-code analyzer's summary in the API's words, with what could not be checked.
+pub fn gcode_report_pb(s: &gcode::Summary) -> pb::GcodeReport {
+    pb::GcodeReport {
+        lines: s.lines,
+        commands: s.commands,
+        generator: s.generator.clone().unwrap_or_default(),
+        firmware_flavor: s.flavor.clone().unwrap_or_default(),
+        nozzle_mm: s.nozzle_mm.unwrap_or(0.0),
+        filament_type: s.filament_type.clone().unwrap_or_default(),
+        print_min_mm: Some(vec3(s.print_min_mm)),
+        print_max_mm: Some(vec3(s.print_max_mm)),
+        layers: s.layers,
+        layer_height_mm: s.layer_height_mm.unwrap_or(0.0),
+        max_hotend_c: s.max_hotend_c,
+        max_bed_c: s.max_bed_c,
+        extruded_mm: s.extruded_mm,
+        slicer_time_s: s.slicer_time_s.unwrap_or(0.0),
+        slicer_filament_g: s.slicer_filament_g.unwrap_or(0.0),
+        feedrate_time_s: s.feedrate_time_s,
+        findings: gcode::warnings(s)
+            .into_iter()
+            .map(|w| pb::Finding {
+                code: w.code.to_string(),
+                severity: pb::Severity::Warning as i32,
+                message: w.message,
+            })
+            .collect(),
     }
 }
 
@@ -419,6 +513,12 @@ impl DesignService for Designs {
         let res = (|| {
             let who = self.state.authenticate(request.metadata())?;
             let rec = self.readable(&who, &request.get_ref().name)?;
+            if is_gcode(&rec) {
+                return Err(Status::failed_precondition(format!(
+                    "{} is pre-sliced G-code, which has no mesh; its G-code report is on the design (GetDesign)",
+                    request.get_ref().name
+                )));
+            }
             pb::MeshReport::decode(rec.report.as_slice())
                 .map_err(|e| Status::internal(format!("stored mesh report is unreadable: {e}")))
         })();
@@ -434,6 +534,12 @@ impl DesignService for Designs {
         let res = async {
             let who = self.state.authenticate(request.metadata())?;
             let orig = self.readable(&who, &request.get_ref().name)?;
+            if is_gcode(&orig) {
+                return Err(Status::failed_precondition(format!(
+                    "{} is pre-sliced G-code; only STL meshes can be repaired",
+                    request.get_ref().name
+                )));
+            }
             let bytes = self.load_bytes(&orig).await?;
             let limits = mesh::Limits {
                 max_bytes: self.state.config.limits.max_upload_bytes,

@@ -102,6 +102,11 @@ pub fn estimate_design(
     design: &DesignRecord,
     profile: &Profile,
 ) -> Result<(est::Estimate, bool, f64), Status> {
+    if crate::designs::is_gcode(design) {
+        return Err(Status::failed_precondition(
+            "the design is pre-sliced G-code: its time and filament are the slicer's, in its G-code report",
+        ));
+    }
     let key = cache_key(&design.sha256, profile);
     if let Some(bytes) = state.store.cache_get(&key).map_err(store_status)?
         && let Ok(e) = serde_json::from_slice::<est::Estimate>(&bytes)
@@ -134,6 +139,22 @@ pub fn estimate_design(
         let _ = state.store.cache_put(&key, &json);
     }
     Ok((e, false, took))
+}
+
+/// An estimate for routing. The scheduler decides per printer whether the part fits (and in
+/// which orientation), so the profile's own build volume must not veto a model that a larger
+/// printer printing with the same profile can take.
+pub fn estimate_for_routing(
+    state: &State,
+    design: &DesignRecord,
+    profile: &Profile,
+) -> Result<(est::Estimate, bool, f64), Status> {
+    let mut p = profile.clone();
+    let unbounded = fabrouter_scheduler::model::MAX_PART_EXTENT_MM;
+    p.build_x_mm = p.build_x_mm.max(unbounded);
+    p.build_y_mm = p.build_y_mm.max(unbounded);
+    p.build_z_mm = p.build_z_mm.max(unbounded);
+    estimate_design(state, design, &p)
 }
 
 #[derive(Clone)]

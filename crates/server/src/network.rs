@@ -212,6 +212,24 @@ fn sched_printer(
     Ok(p)
 }
 
+/// Time and mass of pre-sliced G-code: the slicer's own figures, else the feed-rate time and
+/// the filament pushed (1.75 mm PLA at 1.24 g/cm³) as a lower bound.
+fn gcode_figures(g: &pb::GcodeReport) -> sched::EstimateFigures {
+    let area_mm2 = std::f64::consts::PI * 0.875 * 0.875;
+    sched::EstimateFigures {
+        print_time_s: if g.slicer_time_s > 0.0 {
+            g.slicer_time_s
+        } else {
+            g.feedrate_time_s
+        },
+        filament_g: if g.slicer_filament_g > 0.0 {
+            g.slicer_filament_g
+        } else {
+            g.extruded_mm * area_mm2 * 1.24e-3
+        },
+    }
+}
+
 /// A rough figure from the part's volume, used only for printers none of whose profiles has
 /// a slice estimate: 45 % of the solid volume extruded (shells plus sparse infill), PLA
 /// density, and 8 mm³/s of deposition plus 5 minutes of heating and homing.
@@ -261,6 +279,23 @@ fn option_to_pb(o: &sched::RouteOption, design: &str) -> pb::QuoteOption {
         .collect(),
         total_score: o.score,
         orientation: o.orientation.describe(),
+        rotation: Some(rotation(&o.orientation)),
+    }
+}
+
+/// The scheduler's orientation as turns about x, y, z (what a slicer is told).
+fn rotation(o: &sched::Orientation) -> pb::Rotation {
+    let (x_deg, y_deg) = match o.up {
+        sched::UpAxis::Z => (0.0, 0.0),
+        // x up: a quarter turn about y takes the part's x axis to z.
+        sched::UpAxis::X => (0.0, -90.0),
+        // y up: a quarter turn about x takes the part's y axis to z.
+        sched::UpAxis::Y => (90.0, 0.0),
+    };
+    pb::Rotation {
+        x_deg,
+        y_deg,
+        z_deg: f64::from(o.rotation_z_deg),
     }
 }
 
@@ -280,6 +315,7 @@ fn placement_to_pb(p: &sched::Placement, design: &str) -> pb::QuoteOption {
         }),
         reasons: p.reasons.clone(),
         orientation: p.orientation.describe(),
+        rotation: Some(rotation(&p.orientation)),
         ..Default::default()
     }
 }
@@ -396,6 +432,12 @@ impl Network {
         profiles: impl IntoIterator<Item = String>,
     ) -> HashMap<String, sched::EstimateFigures> {
         let mut out = HashMap::new();
+        if crate::designs::is_gcode(design) {
+            // Pre-sliced G-code takes as long on any profile: its slicer's figures stand.
+            let g = pb::GcodeReport::decode(design.report.as_slice()).unwrap_or_default();
+            let figures = gcode_figures(&g);
+            return profiles.into_iter().map(|p| (p, figures)).collect();
+        }
         for name in profiles {
             if out.contains_key(&name) {
                 continue;
@@ -403,7 +445,9 @@ impl Network {
             let Some(profile) = self.profiles.get(&name) else {
                 continue;
             };
-            if let Ok((e, _, _)) = crate::estimates::estimate_design(&self.state, design, profile) {
+            if let Ok((e, _, _)) =
+                crate::estimates::estimate_for_routing(&self.state, design, profile)
+            {
                 out.insert(
                     name,
                     sched::EstimateFigures {
@@ -518,6 +562,7 @@ impl Network {
             profile,
             design_sha256: design.sha256.clone(),
             material: spec.material,
+            rotation: job.placement.as_ref().and_then(|p| p.rotation),
         })
     }
 
@@ -538,12 +583,35 @@ impl Network {
         customer: sched::GeoPoint,
         key: &str,
     ) -> Result<(sched::JobRequest, f64), Status> {
-        let report = pb::MeshReport::decode(design.report.as_slice()).unwrap_or_default();
-        let e = report.extent_mm.unwrap_or_default();
-        let rough = rough_estimate(report.volume_mm3);
+        let (extent, rough, pre_sliced) = if crate::designs::is_gcode(design) {
+            let g = pb::GcodeReport::decode(design.report.as_slice()).unwrap_or_default();
+            let max = g.print_max_mm.unwrap_or_default();
+            // G-code places the part at absolute bed coordinates: the bed must reach as far as
+            // the farthest extrusion (less the margin printers have beyond their nominal bed).
+            let reach = |v: f64| (v - fabrouter_gcode::BED_MARGIN_MM).max(0.1);
+            (
+                [reach(max.x), reach(max.y), max.z.max(0.1)],
+                gcode_figures(&g),
+                true,
+            )
+        } else {
+            let report = pb::MeshReport::decode(design.report.as_slice()).unwrap_or_default();
+            let e = report.extent_mm.unwrap_or_default();
+            ([e.x, e.y, e.z], rough_estimate(report.volume_mm3), false)
+        };
+        let gcode_material = || {
+            pb::GcodeReport::decode(design.report.as_slice())
+                .ok()
+                .filter(|g| pre_sliced && !g.filament_type.is_empty())
+                .map(|g| sched::MaterialRequest {
+                    kind: g.filament_type,
+                    colour: None,
+                })
+        };
         let req = sched::JobRequest {
             job_key: key.to_string(),
-            part_extent_mm: [e.x, e.y, e.z],
+            part_extent_mm: extent,
+            pre_sliced,
             technology: technology(spec.technology),
             material: spec
                 .material
@@ -552,7 +620,9 @@ impl Network {
                 .map(|m| sched::MaterialRequest {
                     kind: m.kind.clone(),
                     colour: (!m.colour.is_empty()).then(|| m.colour.clone()),
-                }),
+                })
+                // Pre-sliced G-code was made for one material; unasked, that is the one.
+                .or_else(gcode_material),
             nozzle_mm: (spec.nozzle_mm > 0.0).then_some(spec.nozzle_mm),
             customer,
             max_distance_km: (spec.max_distance_km > 0.0).then_some(spec.max_distance_km),
@@ -576,7 +646,8 @@ impl Network {
             net: None,
         }
         .readable(who, &spec.design)?;
-        if let Ok(report) = pb::MeshReport::decode(design.report.as_slice())
+        if !crate::designs::is_gcode(&design)
+            && let Ok(report) = pb::MeshReport::decode(design.report.as_slice())
             && report.verdict == pb::Verdict::NotPrintable as i32
         {
             return Err(Status::failed_precondition(format!(
