@@ -3,6 +3,7 @@
 //! triangles plus layers (each triangle is only visited on the layers it spans).
 
 use crate::geom::{Contour, Pt};
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 /// Open chains whose ends are closer than this are joined (float noise, tiny cracks in the mesh).
@@ -102,8 +103,32 @@ pub fn slice(triangles: &[[[f32; 3]; 3]], origin: [f64; 3], planes: &[f64]) -> V
         .collect();
     tris.sort_unstable_by(|a, b| a.zmin.total_cmp(&b.zmin));
 
-    let mut active: Vec<Tri> = Vec::new();
-    let mut next = 0usize;
+    // Runs of consecutive layers are swept independently (in parallel); each run starts its active
+    // list from the triangles already begun and not yet ended at its first plane.
+    let runs = (4 * rayon::current_num_threads()).clamp(1, planes.len().max(1));
+    let run_len = planes.len().div_ceil(runs).max(1);
+    planes
+        .par_chunks(run_len)
+        .flat_map_iter(|run| sweep(triangles, origin, &tris, run))
+        .collect()
+}
+
+/// Slices the planes of one run (ascending) with an active list over `tris` (sorted by `zmin`).
+fn sweep(
+    triangles: &[[[f32; 3]; 3]],
+    origin: [f64; 3],
+    tris: &[Tri],
+    planes: &[f64],
+) -> Vec<LayerLoops> {
+    let Some(&z0) = planes.first() else {
+        return Vec::new();
+    };
+    let mut next = tris.partition_point(|t| f64::from(t.zmin) <= z0);
+    let mut active: Vec<Tri> = tris[..next]
+        .iter()
+        .filter(|t| f64::from(t.zmax) >= z0)
+        .copied()
+        .collect();
     let mut out = Vec::with_capacity(planes.len());
     let mut segments: Vec<[Pt; 2]> = Vec::new();
     for &z in planes {

@@ -14,10 +14,15 @@ const RUNS: usize = 7;
 const ADMESH_RUNS: usize = 3;
 
 fn torus() -> Mesh {
+    torus_of(MAJOR, MINOR)
+}
+
+/// A closed torus of `2 * major * minor` triangles.
+fn torus_of(major: usize, minor: usize) -> Mesh {
     let (big_r, small_r) = (40.0f64, 12.0f64);
     let point = |i: usize, j: usize| {
-        let u = (i % MAJOR) as f64 / MAJOR as f64 * std::f64::consts::TAU;
-        let v = (j % MINOR) as f64 / MINOR as f64 * std::f64::consts::TAU;
+        let u = (i % major) as f64 / major as f64 * std::f64::consts::TAU;
+        let v = (j % minor) as f64 / minor as f64 * std::f64::consts::TAU;
         let r = big_r + small_r * v.cos();
         [
             (r * u.cos()) as f32,
@@ -25,9 +30,9 @@ fn torus() -> Mesh {
             (small_r * v.sin()) as f32,
         ]
     };
-    let mut triangles = Vec::with_capacity(2 * MAJOR * MINOR);
-    for i in 0..MAJOR {
-        for j in 0..MINOR {
+    let mut triangles = Vec::with_capacity(2 * major * minor);
+    for i in 0..major {
+        for j in 0..minor {
             let (a, b, c, d) = (
                 point(i, j),
                 point(i + 1, j),
@@ -65,7 +70,48 @@ fn figure(v: &[Duration]) -> String {
     format!("median {:.1} ms (min {:.1} ms)", ms(median(v)), ms(min))
 }
 
+/// The load average over the last minute: with two cores, anything above about 1 means other
+/// work took CPU time from the threads of the check (admesh only needs one core).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// CPU time of this process so far (all threads), from /proc, in clock ticks of 10 ms.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// parse_stl + check of small meshes, where fixed costs (allocations, threads) dominate.
+fn small_meshes() {
+    println!("small meshes, parse+check from bytes (median of 7):");
+    for (major, minor) in [(3, 2), (12, 8), (50, 20), (100, 100), (300, 150)] {
+        let bytes = to_binary_stl(&torus_of(major, minor));
+        let reps = (4_000_000 / bytes.len()).clamp(5, 20_000);
+        let times: Vec<Duration> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..reps {
+                    let mesh = parse_stl(&bytes, &Limits::default()).expect("parse");
+                    std::hint::black_box(check(&mesh));
+                }
+                start.elapsed() / reps as u32
+            })
+            .collect();
+        println!(
+            "  {:>7} triangles: {:.1} us",
+            2 * major * minor,
+            median(&times).as_secs_f64() * 1e6
+        );
+    }
+}
+
 fn main() {
+    small_meshes();
     let mesh = torus();
     let bytes = to_binary_stl(&mesh);
     let mut file = tempfile::Builder::new()
@@ -87,6 +133,7 @@ fn main() {
     let mut check_times = Vec::new();
     let mut total_times = Vec::new();
     let mut last = None;
+    let (load_before, cpu_before) = (load_average(), cpu_ticks());
     for _ in 0..RUNS {
         // Reading the file is part of the job, as it is for admesh.
         let start = Instant::now();
@@ -102,6 +149,10 @@ fn main() {
         total_times.push(done - start);
         last = Some(report);
     }
+    let cpu_per_run = cpu_before
+        .zip(cpu_ticks())
+        .map(|(a, b)| format!("{:.0} ms", (b - a) as f64 * 10.0 / RUNS as f64))
+        .unwrap_or_else(|| "unknown".to_string());
     let parse_check: Vec<Duration> = parse_times
         .iter()
         .zip(&check_times)
@@ -113,6 +164,10 @@ fn main() {
             r.vertices, r.shells, r.boundary_edges, r.signed_volume_mm3, r.verdict
         );
     }
+    println!(
+        "load average (1 min) before/after our runs: {load_before}/{}; CPU time per run, all threads, read+parse+check: {cpu_per_run}",
+        load_average()
+    );
     println!(
         "fabrouter-mesh ({RUNS} runs, {} threads):\n  read file      {}\n  parse_stl      {}\n  check          {}\n  parse+check    {}\n  read+parse+check {}",
         rayon::current_num_threads(),
@@ -157,6 +212,7 @@ fn main() {
             "admesh --exact (reads the file, checks): {} ({ADMESH_RUNS} runs)",
             figure(&admesh_times)
         );
+        println!("load average (1 min) after admesh: {}", load_average());
         println!("speed-up, parse+check vs admesh: {}", ratio(&parse_check));
         println!(
             "speed-up, read+parse+check vs admesh: {}",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Mesh;
 use crate::topology::{BOUNDARY, NO_SHELL, NON_MANIFOLD, SKIPPED, Topology, edge_ends};
-use crate::weld::{Welded, weld_with};
+use crate::weld::{WeldSummary, weld_with};
 
 /// How far a stored normal's length may stray from 1 before it counts as non-unit.
 const UNIT_NORMAL_TOLERANCE: f64 = 1e-3;
@@ -123,7 +123,12 @@ pub(crate) fn facet_cross(t: &[[f32; 3]; 3]) -> Vector3<f64> {
 }
 
 fn finite(t: &[[f32; 3]; 3]) -> bool {
-    t.iter().flatten().all(|c| c.is_finite())
+    // One test on the largest magnitude, which is branch-free and vectorises.
+    let most = t
+        .as_flattened()
+        .iter()
+        .fold(0, |m, c| m.max(c.to_bits() & 0x7FFF_FFFF));
+    most < f32::INFINITY.to_bits()
 }
 
 /// Per shell figures used to find inside-out shells.
@@ -242,9 +247,6 @@ struct Sums {
     non_unit: u64,
     unreadable: u64,
     non_finite: u64,
-    /// Box of the finite corners (so of the finite welded vertices).
-    min: [f32; 3],
-    max: [f32; 3],
 }
 
 impl Default for Sums {
@@ -258,56 +260,56 @@ impl Default for Sums {
             non_unit: 0,
             unreadable: 0,
             non_finite: 0,
-            min: [f32::INFINITY; 3],
-            max: [f32::NEG_INFINITY; 3],
         }
     }
 }
 
 impl Sums {
     /// `repeats`: two corners weld together.
+    #[inline]
+    ///
+    /// This runs once per facet on every check, so it is written out on plain `f64`s, with
+    /// the operations of [`facet_cross`], [`signed_volume`] and nalgebra's `norm` and `dot` in
+    /// the same order, so the figures are bit for bit the same.
     fn add(&mut self, t: &[[f32; 3]; 3], repeats: bool, n: &[f32; 3]) {
-        if !finite(t) {
+        // Written out: `map` on arrays costs several times more here.
+        let v = |p: &[f32; 3]| [f64::from(p[0]), f64::from(p[1]), f64::from(p[2])];
+        let (a, b, c) = (v(&t[0]), v(&t[1]), v(&t[2]));
+        let d = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+        let e = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+        let cross = [
+            d[1] * e[2] - d[2] * e[1],
+            d[2] * e[0] - d[0] * e[2],
+            d[0] * e[1] - d[1] * e[0],
+        ];
+        let squared = cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2];
+        // A non-finite coordinate makes a component of `d` or `e` non-finite, every such
+        // component is a factor of some term of the cross product, and nothing here turns an
+        // infinity or NaN back into a number; finite coordinates cannot overflow `f64` here.
+        // So this one test says whether all nine coordinates are finite.
+        if !squared.is_finite() {
             self.non_finite += 1;
-            for p in t.iter().filter(|p| p.iter().all(|c| c.is_finite())) {
-                self.extend_box(p);
-            }
             return;
         }
-        for p in t {
-            self.extend_box(p);
-        }
-        let cross = facet_cross(t);
-        let twice_area = cross.norm();
+        let twice_area = squared.sqrt();
         self.area += twice_area / 2.0;
-        self.volume += signed_volume(t, &cross);
+        self.volume += cross[0] * (a[0] + b[0] + c[0]) / 6.0;
         if twice_area == 0.0 || repeats {
             self.degenerate += 1;
         }
-        let stored = to_v(n);
+        let m = v(n);
+        let stored_squared = m[0] * m[0] + m[1] * m[1] + m[2] * m[2];
         if !n.iter().all(|v| v.is_finite()) {
             self.unreadable += 1;
-        } else if stored.norm_squared() == 0.0 {
+        } else if stored_squared == 0.0 {
             self.zero += 1;
         } else {
-            if twice_area > 0.0 && stored.dot(&cross) < 0.0 {
+            let dot = m[0] * cross[0] + m[1] * cross[1] + m[2] * cross[2];
+            if twice_area > 0.0 && dot < 0.0 {
                 self.opposing += 1;
             }
-            if (stored.norm() - 1.0).abs() > UNIT_NORMAL_TOLERANCE {
+            if (stored_squared.sqrt() - 1.0).abs() > UNIT_NORMAL_TOLERANCE {
                 self.non_unit += 1;
-            }
-        }
-    }
-
-    /// Plain comparisons are exact on finite values; -0 counts as +0, as in welding.
-    fn extend_box(&mut self, p: &[f32; 3]) {
-        for (k, &c) in p.iter().enumerate() {
-            let c = c + 0.0;
-            if c < self.min[k] {
-                self.min[k] = c;
-            }
-            if c > self.max[k] {
-                self.max[k] = c;
             }
         }
     }
@@ -322,8 +324,6 @@ impl Sums {
             non_unit: self.non_unit + o.non_unit,
             unreadable: self.unreadable + o.unreadable,
             non_finite: self.non_finite + o.non_finite,
-            min: [0, 1, 2].map(|k| self.min[k].min(o.min[k])),
-            max: [0, 1, 2].map(|k| self.max[k].max(o.max[k])),
         }
     }
 }
@@ -333,7 +333,7 @@ impl Sums {
 pub fn check(mesh: &Mesh) -> MeshReport {
     // Per-facet geometry is summed during the weld's pass over the triangles, which reads
     // them anyway; block sums are added in facet order.
-    let (Welded { positions, corners }, block_sums) = weld_with(
+    let (weld, block_sums) = weld_with(
         &mesh.triangles,
         Sums::default,
         |s: &mut Sums, f, t, repeats| {
@@ -341,10 +341,16 @@ pub fn check(mesh: &Mesh) -> MeshReport {
             s.add(t, repeats, mesh.normals.get(f).unwrap_or(&[0.0; 3]));
         },
     );
+    let WeldSummary {
+        vertex_count,
+        corners,
+        min,
+        max,
+    } = weld;
     let sums = block_sums
         .iter()
         .fold(Sums::default(), |acc, s| acc.merged(s));
-    let topo = Topology::build(&corners, positions.len());
+    let topo = Topology::build(&corners, vertex_count);
     let holes = if topo.boundary_edges > 0 {
         topo.boundary_loops(&corners).len() as u64
     } else {
@@ -360,7 +366,7 @@ pub fn check(mesh: &Mesh) -> MeshReport {
             }
         }
     }
-    let bounding_box = bounding_box(&sums);
+    let bounding_box = bounding_box(min, max);
     let stats = shell_stats(&mesh.triangles, &corners, &topo, sums.volume);
     let closed_shells = stats.iter().filter(|s| !s.open_or_non_manifold).count() as u32;
     let inside_out = inside_out_shells(&stats).len() as u32;
@@ -368,7 +374,7 @@ pub fn check(mesh: &Mesh) -> MeshReport {
 
     let mut report = MeshReport {
         triangles: mesh.triangles.len() as u64,
-        vertices: positions.len() as u64,
+        vertices: vertex_count as u64,
         bounding_box,
         surface_area_mm2: sums.area,
         signed_volume_mm3: sums.volume,
@@ -404,9 +410,9 @@ pub fn check(mesh: &Mesh) -> MeshReport {
     report
 }
 
-fn bounding_box(sums: &Sums) -> Option<BoundingBox> {
+fn bounding_box(min: [f32; 3], max: [f32; 3]) -> Option<BoundingBox> {
     // Empty (no finite corner) while min > max.
-    let (min, max) = (sums.min.map(f64::from), sums.max.map(f64::from));
+    let (min, max) = (min.map(f64::from), max.map(f64::from));
     (min[0] <= max[0]).then(|| BoundingBox {
         min,
         max,

@@ -34,6 +34,7 @@
 
 mod check;
 mod error;
+mod mem;
 mod parse;
 mod repair;
 mod scan;

@@ -2,9 +2,10 @@
 //! non-manifold or traversed the same way by both facets, connected shells, and boundary loops.
 //! Shared by the check and the repair.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use rayon::prelude::*;
+
+use crate::mem;
+use crate::weld::PARALLEL_MIN_TRIANGLES;
 
 /// Marker in `Topology::partner` for an edge used by a single facet.
 pub(crate) const BOUNDARY: u32 = u32::MAX;
@@ -46,234 +47,299 @@ pub(crate) struct Topology {
     pub shells: u32,
 }
 
-/// Root of `x` in a union-find forest over `parent`, whose indices start at `base`. Links
-/// point from larger to smaller indices, so a set's root is its first facet.
-fn find(parent: &mut [u32], base: u32, mut x: u32) -> u32 {
-    loop {
-        let p = parent[(x - base) as usize];
-        if p == x {
-            return x;
+/// Facet edges per facet.
+const EDGES: usize = 3;
+
+/// Edge counts of a part of the mesh; signed because merging parts takes back what each part
+/// counted for an edge it only partly saw.
+#[derive(Default, Clone, Copy)]
+struct EdgeCounts {
+    boundary: i64,
+    non_manifold: i64,
+    inconsistent: i64,
+}
+
+impl EdgeCounts {
+    fn add(self, o: EdgeCounts) -> EdgeCounts {
+        EdgeCounts {
+            boundary: self.boundary + o.boundary,
+            non_manifold: self.non_manifold + o.non_manifold,
+            inconsistent: self.inconsistent + o.inconsistent,
         }
-        // Path halving keeps later finds short.
-        let grand = parent[(p - base) as usize];
-        parent[(x - base) as usize] = grand;
-        x = grand;
     }
 }
 
-fn union(parent: &mut [u32], base: u32, a: u32, b: u32) {
-    let (a, b) = (find(parent, base, a), find(parent, base, b));
-    if a != b {
-        parent[(a.max(b) - base) as usize] = a.min(b);
+/// The facet edges of one run of facets, matched among themselves: bucket `v` holds
+/// `upper << 32 | first facet edge` for each distinct edge from `v` to a higher vertex.
+/// An edge's group (the facet edges along it) is known through its first facet edge: its
+/// partner entry is `BOUNDARY` (alone), another facet edge (a pair) or `NON_MANIFOLD`.
+struct Part {
+    begin: Vec<u32>,
+    used: Vec<u32>,
+    entries: Vec<u64>,
+    counts: EdgeCounts,
+}
+
+impl Part {
+    fn bucket(&self, v: usize) -> &[u64] {
+        let start = self.begin[v] as usize;
+        &self.entries[start..start + self.used[v] as usize]
     }
 }
 
-/// Facet chunks joined into shells in parallel before the edges between chunks are joined.
-const SHELL_CHUNKS: usize = 8;
-
-/// Vertex ranges matched in parallel; enough to balance two to a few dozen threads.
-const MATCH_RANGES: usize = 64;
-/// Buckets up to this size are sorted by insertion (they are typically about six entries).
-const SMALL_BUCKET: usize = 24;
-
-/// What one range of vertices found while matching edges.
-#[derive(Default)]
-struct RangeResult {
-    boundary: u64,
-    non_manifold: u64,
-    inconsistent: u64,
-    /// Facet pairs joined by a non-manifold edge (their shells merge).
-    joined: Vec<(u32, u32)>,
+/// The per-facet-edge partners and the shell forest of a run of facets starting at `base`
+/// (or of all facets, with `base` 0), indexed by global facet and facet edge numbers.
+///
+/// The forest's links point from larger to smaller facets, so a set's root is its first
+/// facet; 0 marks a root and `g + 1` a link to `g`, so that fresh zeroed memory is a forest
+/// of single facets (as zeroed `partner` memory needs no filling either: matching writes
+/// every entry).
+struct Links<'a> {
+    /// Corners flattened: `starts[fe]` is the vertex facet edge `fe` starts from.
+    starts: &'a [u32],
+    partner: &'a mut [u32],
+    parent: &'a mut [u32],
+    base: u32,
 }
 
-/// Edges of one part of the facets, bucketed by lower vertex: bucket `v` holds the facet edges
-/// from `v` to a higher vertex (their other ends are read back from the corners, which keeps
-/// this array half the size).
-struct Buckets {
-    start: Vec<u32>,
-    entries: Vec<u32>,
-}
+impl Links<'_> {
+    fn get(&self, fe: u32) -> u32 {
+        self.partner[(fe - 3 * self.base) as usize]
+    }
 
-impl Buckets {
-    /// A counting sort of the edges of `part` (whose first facet is `base`) by lower vertex.
-    fn build(part: &[[u32; 3]], base: usize, vertex_count: usize) -> Buckets {
-        let lower = |c: &[u32; 3], i: usize| c[i].min(c[(i + 1) % 3]) as usize;
-        let mut start = vec![0u32; vertex_count + 1];
-        for c in part.iter().filter(|c| !repeats_vertex(c)) {
-            for i in 0..3 {
-                start[lower(c, i)] += 1;
+    fn set(&mut self, fe: u32, p: u32) {
+        self.partner[(fe - 3 * self.base) as usize] = p;
+    }
+
+    /// Whether facet edge `fe`, along an edge whose lower vertex is `lower`, starts there.
+    fn forward(&self, fe: u32, lower: u32) -> bool {
+        self.starts[fe as usize] == lower
+    }
+
+    fn root(&mut self, mut x: u32) -> u32 {
+        let base = self.base;
+        loop {
+            let p = self.parent[(x - base) as usize];
+            if p == 0 {
+                return x;
+            }
+            let grand = self.parent[(p - 1 - base) as usize];
+            if grand == 0 {
+                return p - 1;
+            }
+            // Path halving keeps later finds short.
+            self.parent[(x - base) as usize] = grand;
+            x = grand - 1;
+        }
+    }
+
+    fn union(&mut self, a: u32, b: u32) {
+        let (a, b) = (self.root(a), self.root(b));
+        if a != b {
+            self.parent[(a.max(b) - self.base) as usize] = a.min(b) + 1;
+        }
+    }
+
+    /// Takes back what `counts` holds for the group whose first facet edge is `first`.
+    fn uncount(&self, first: u32, lower: u32, counts: &mut EdgeCounts) {
+        match self.get(first) {
+            BOUNDARY => counts.boundary -= 1,
+            NON_MANIFOLD => counts.non_manifold -= 1,
+            second => {
+                if self.forward(first, lower) == self.forward(second, lower) {
+                    counts.inconsistent -= 1;
+                }
             }
         }
-        // Inclusive prefix sums: `start[v]` ends bucket `v`. Filling each bucket backwards from
-        // its end leaves `start[v]` at its beginning, with no separate cursor array.
-        let mut total = 0u32;
-        for s in &mut start {
-            total += *s;
-            *s = total;
+    }
+
+    /// Adds facet edge `fe` to the group whose first facet edge is `first`.
+    #[inline]
+    fn join(&mut self, first: u32, fe: u32, lower: u32, counts: &mut EdgeCounts) {
+        self.union(first / 3, fe / 3);
+        match self.get(first) {
+            BOUNDARY => {
+                self.set(first, fe);
+                self.set(fe, first);
+                counts.boundary -= 1;
+                if self.forward(first, lower) == self.forward(fe, lower) {
+                    counts.inconsistent += 1;
+                }
+            }
+            NON_MANIFOLD => self.set(fe, NON_MANIFOLD),
+            second => {
+                // A third facet: the edge is non-manifold, no longer a pair.
+                self.uncount(first, lower, counts);
+                counts.non_manifold += 1;
+                for g in [first, second, fe] {
+                    self.set(g, NON_MANIFOLD);
+                }
+            }
         }
-        let mut entries = vec![0u32; total as usize];
-        for (f, c) in part.iter().enumerate().rev() {
+    }
+
+    /// Merges group `b` into group `a`, two parts' groups of the same edge; `a` stays its
+    /// first facet edge.
+    fn merge(&mut self, a: u32, b: u32, lower: u32, counts: &mut EdgeCounts) {
+        self.union(a / 3, b / 3);
+        let (pa, pb) = (self.get(a), self.get(b));
+        if pb == BOUNDARY {
+            // Exactly what adding a facet edge to `a` does; `b` was counted as open.
+            counts.boundary -= 1;
+            self.join(a, b, lower, counts);
+            return;
+        }
+        self.uncount(a, lower, counts);
+        self.uncount(b, lower, counts);
+        counts.non_manifold += 1;
+        for (first, p) in [(a, pa), (b, pb)] {
+            self.set(first, NON_MANIFOLD);
+            if p < SKIPPED {
+                self.set(p, NON_MANIFOLD);
+            }
+        }
+    }
+
+    /// Matches the edges of `facets` (`base` is the index of the first) among themselves, in
+    /// facet order: each edge is looked up among the distinct edges already seen at its lower
+    /// vertex (a handful), joining that group or starting a new one. A first counting pass
+    /// sizes the buckets, so they never overflow, and nothing needs sorting.
+    fn match_part(&mut self, facets: &[[u32; 3]], vertex_count: usize) -> Part {
+        let base = self.base as usize;
+        let mut begin: Vec<u32> = mem::zeroed(vertex_count + 1);
+        for c in facets.iter().filter(|c| !repeats_vertex(c)) {
+            for i in 0..EDGES {
+                begin[c[i].min(c[(i + 1) % 3]) as usize + 1] += 1;
+            }
+        }
+        for v in 0..vertex_count {
+            begin[v + 1] += begin[v];
+        }
+        let mut used: Vec<u32> = mem::zeroed(vertex_count);
+        let mut entries = mem::zeroed::<u64>(begin[vertex_count] as usize);
+        let mut counts = EdgeCounts::default();
+        for (f, c) in facets.iter().enumerate() {
             if repeats_vertex(c) {
+                for i in 0..EDGES {
+                    self.set((EDGES * (base + f) + i) as u32, SKIPPED);
+                }
                 continue;
             }
-            for i in (0..3).rev() {
-                let slot = &mut start[lower(c, i)];
-                *slot -= 1;
-                entries[*slot as usize] = (3 * (base + f) + i) as u32;
+            for i in 0..EDGES {
+                let (a, b) = (c[i], c[(i + 1) % 3]);
+                let (lower, upper) = (a.min(b), a.max(b));
+                let fe = (EDGES * (base + f) + i) as u32;
+                let v = lower as usize;
+                let start = begin[v] as usize;
+                let n = used[v] as usize;
+                let seen = &entries[start..start + n];
+                match seen.iter().find(|&&e| (e >> 32) as u32 == upper) {
+                    Some(&first) => self.join(first as u32, fe, lower, &mut counts),
+                    None => {
+                        entries[start + n] = (u64::from(upper) << 32) | u64::from(fe);
+                        used[v] += 1;
+                        counts.boundary += 1;
+                        self.set(fe, BOUNDARY);
+                    }
+                }
             }
         }
-        start[vertex_count] = total;
-        Buckets { start, entries }
-    }
-
-    fn bucket(&self, v: usize) -> &[u32] {
-        &self.entries[self.start[v] as usize..self.start[v + 1] as usize]
-    }
-}
-
-fn insertion_sort(v: &mut [u64]) {
-    for i in 1..v.len() {
-        let x = v[i];
-        let mut j = i;
-        while j > 0 && v[j - 1] > x {
-            v[j] = v[j - 1];
-            j -= 1;
+        Part {
+            begin,
+            used,
+            entries,
+            counts,
         }
-        v[j] = x;
+    }
+
+    /// Merges the groups that parts found for the same edges, at the vertices in `vertices`.
+    /// Only vertices used by several parts can have any (few, on an exporter's ordering).
+    fn merge_parts(&mut self, parts: &[Part], vertex_count: usize) -> EdgeCounts {
+        let mut counts = EdgeCounts::default();
+        let mut here: Vec<u64> = Vec::new();
+        for v in 0..vertex_count {
+            if parts.iter().filter(|p| p.used[v] > 0).count() < 2 {
+                continue;
+            }
+            here.clear();
+            for p in parts {
+                here.extend_from_slice(p.bucket(v));
+            }
+            // Stable: groups of one edge stay in part order; the first part's group absorbs
+            // the others.
+            here.sort_by_key(|&e| e >> 32);
+            for run in here.chunk_by(|x, y| x >> 32 == y >> 32) {
+                for &other in &run[1..] {
+                    self.merge(run[0] as u32, other as u32, v as u32, &mut counts);
+                }
+            }
+        }
+        counts
     }
 }
 
 impl Topology {
     pub(crate) fn build(corners: &[[u32; 3]], vertex_count: usize) -> Topology {
         let facet_count = corners.len();
-        // Two halves of the facets are bucketed in parallel, each into its own arrays, so
-        // matching a vertex reads its two buckets.
-        let half = facet_count.div_ceil(2);
-        let (first, second) = corners.split_at(half);
-        let (a, b) = rayon::join(
-            || Buckets::build(first, 0, vertex_count),
-            || Buckets::build(second, half, vertex_count),
-        );
-
-        let partner: Vec<AtomicU32> = (0..facet_count * 3)
-            .into_par_iter()
-            .with_min_len(1 << 14)
-            .map(|_| AtomicU32::new(SKIPPED))
-            .collect();
-        let forward = |fe: u32| {
-            let (a, b) = edge_ends(corners, fe as usize);
-            a < b
+        let parallel = facet_count >= PARALLEL_MIN_TRIANGLES;
+        let mut partner: Vec<u32> = mem::zeroed(facet_count * EDGES);
+        let mut shell_of: Vec<u32> = mem::zeroed(facet_count);
+        let starts = corners.as_flattened();
+        let counts = if parallel {
+            // Each thread matches its own run of facets, in its own parts of the arrays; the
+            // few edges whose facets fall in different runs are merged afterwards.
+            let threads = rayon::current_num_threads().max(1);
+            let per_part = facet_count.div_ceil(threads);
+            let parts: Vec<Part> = corners
+                .par_chunks(per_part)
+                .zip(partner.par_chunks_mut(EDGES * per_part))
+                .zip(shell_of.par_chunks_mut(per_part))
+                .enumerate()
+                .map(|(p, ((facets, partner), parent))| {
+                    let mut links = Links {
+                        starts,
+                        partner,
+                        parent,
+                        base: (p * per_part) as u32,
+                    };
+                    links.match_part(facets, vertex_count)
+                })
+                .collect();
+            let mut links = Links {
+                starts,
+                partner: &mut partner,
+                parent: &mut shell_of,
+                base: 0,
+            };
+            let merged = links.merge_parts(&parts, vertex_count);
+            parts.iter().fold(merged, |acc, p| acc.add(p.counts))
+        } else {
+            let mut links = Links {
+                starts,
+                partner: &mut partner,
+                parent: &mut shell_of,
+                base: 0,
+            };
+            links.match_part(corners, vertex_count).counts
         };
-        let per_range = vertex_count.div_ceil(MATCH_RANGES).max(1);
-        let results: Vec<RangeResult> = (0..vertex_count)
-            .step_by(per_range)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|v0| {
-                let mut r = RangeResult::default();
-                let mut bucket: Vec<u64> = Vec::new();
-                // Each facet edge is in the bucket of its lower vertex, so ranges store to
-                // disjoint partner entries (relaxed stores are plain stores).
-                let set = |fe: u32, p: u32| partner[fe as usize].store(p, Ordering::Relaxed);
-                for v in v0..(v0 + per_range).min(vertex_count) {
-                    // `upper << 32 | facet edge`, so sorting groups the copies of each edge.
-                    bucket.clear();
-                    bucket.extend(a.bucket(v).iter().chain(b.bucket(v)).map(|&fe| {
-                        let (p, q) = edge_ends(corners, fe as usize);
-                        (u64::from(p.max(q)) << 32) | u64::from(fe)
-                    }));
-                    if bucket.len() <= SMALL_BUCKET {
-                        insertion_sort(&mut bucket);
-                    } else {
-                        bucket.sort_unstable();
-                    }
-                    for group in bucket.chunk_by(|x, y| x >> 32 == y >> 32) {
-                        let fe = |k: usize| group[k] as u32;
-                        match group.len() {
-                            1 => {
-                                set(fe(0), BOUNDARY);
-                                r.boundary += 1;
-                            }
-                            2 => {
-                                set(fe(0), fe(1));
-                                set(fe(1), fe(0));
-                                if forward(fe(0)) == forward(fe(1)) {
-                                    r.inconsistent += 1;
-                                }
-                            }
-                            n => {
-                                r.non_manifold += 1;
-                                for k in 0..n {
-                                    set(fe(k), NON_MANIFOLD);
-                                    r.joined.push((fe(0) / 3, fe(k) / 3));
-                                }
-                            }
-                        }
-                    }
-                }
-                r
-            })
-            .collect();
-        drop((a, b));
-        let partner: Vec<u32> = partner.into_iter().map(AtomicU32::into_inner).collect();
 
-        let (mut boundary, mut non_manifold, mut inconsistent) = (0u64, 0u64, 0u64);
-        for r in &results {
-            boundary += r.boundary;
-            non_manifold += r.non_manifold;
-            inconsistent += r.inconsistent;
-        }
-
-        // Shells: each chunk of facets joins the shared edges inside it (in parallel, on its
-        // own part of the forest); the edges between chunks, few on an exporter's ordering,
-        // are joined afterwards.
-        let mut shell_of: Vec<u32> = (0..facet_count as u32)
-            .into_par_iter()
-            .with_min_len(1 << 14)
-            .collect();
-        let chunk = facet_count.div_ceil(SHELL_CHUNKS).max(1);
-        let crossing: Vec<Vec<(u32, u32)>> = shell_of
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .map(|(c, parent)| {
-                let base = (c * chunk) as u32;
-                let mut crossing = Vec::new();
-                for f in base..base + parent.len() as u32 {
-                    for i in 0..3 {
-                        let p = partner[(3 * f + i) as usize];
-                        // Each shared edge once, from its later facet (markers are larger).
-                        if p < 3 * f {
-                            if p / 3 >= base {
-                                union(parent, base, p / 3, f);
-                            } else {
-                                crossing.push((p / 3, f));
-                            }
-                        }
-                    }
-                }
-                crossing
-            })
-            .collect();
-        for &(f, g) in crossing
-            .iter()
-            .flatten()
-            .chain(results.iter().flat_map(|r| &r.joined))
-        {
-            union(&mut shell_of, 0, f, g);
-        }
+        // Every group is counted once in the end, so the sums are not negative.
+        let boundary = counts.boundary as u64;
+        let non_manifold = counts.non_manifold as u64;
+        let inconsistent = counts.inconsistent as u64;
         // Links only point to smaller facets, so by the time a facet is reached its parent's
         // entry already holds that set's shell, which is numbered at its root, the set's first
         // facet: shells are numbered in order of their first facet, in place.
         let mut shells = 0u32;
         for (f, c) in corners.iter().enumerate() {
-            let parent = shell_of[f] as usize;
+            let link = shell_of[f] as usize;
             shell_of[f] = if repeats_vertex(c) {
                 NO_SHELL
-            } else if parent == f {
+            } else if link == 0 {
                 shells += 1;
                 shells - 1
             } else {
-                shell_of[parent]
+                shell_of[link - 1]
             };
         }
         Topology {
@@ -360,5 +426,152 @@ mod tests {
         let t = Topology::build(&fin, 8);
         assert_eq!(t.non_manifold_edges, 1);
         assert_eq!(t.shells, 2);
+    }
+
+    /// Topology by brute force: every edge's facet edges from a map, shells by repeated
+    /// relabelling.
+    fn reference(corners: &[[u32; 3]]) -> Topology {
+        use std::collections::BTreeMap;
+        let mut edges: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
+        for (f, c) in corners.iter().enumerate() {
+            if repeats_vertex(c) {
+                continue;
+            }
+            for i in 0..3 {
+                let (a, b) = (c[i], c[(i + 1) % 3]);
+                edges
+                    .entry((a.min(b), a.max(b)))
+                    .or_default()
+                    .push((3 * f + i) as u32);
+            }
+        }
+        let mut partner = vec![SKIPPED; 3 * corners.len()];
+        let (mut boundary, mut non_manifold, mut inconsistent) = (0, 0, 0);
+        let mut shell: Vec<usize> = (0..corners.len()).collect();
+        let mut joins = Vec::new();
+        for group in edges.values() {
+            match group[..] {
+                [a] => {
+                    partner[a as usize] = BOUNDARY;
+                    boundary += 1;
+                }
+                [a, b] => {
+                    partner[a as usize] = b;
+                    partner[b as usize] = a;
+                    let forward = |fe| {
+                        let (p, q) = edge_ends(corners, fe as usize);
+                        p < q
+                    };
+                    inconsistent += u64::from(forward(a) == forward(b));
+                }
+                _ => {
+                    non_manifold += 1;
+                    for &g in group {
+                        partner[g as usize] = NON_MANIFOLD;
+                    }
+                }
+            }
+            joins.extend(
+                group
+                    .windows(2)
+                    .map(|w| (w[0] as usize / 3, w[1] as usize / 3)),
+            );
+        }
+        // A plain union-find, smaller root wins.
+        fn root(shell: &mut [usize], x: usize) -> usize {
+            let mut r = x;
+            while shell[r] != r {
+                r = shell[r];
+            }
+            shell[x] = r;
+            r
+        }
+        for &(a, b) in &joins {
+            let (a, b) = (root(&mut shell, a), root(&mut shell, b));
+            shell[a.max(b)] = a.min(b);
+        }
+        for f in 0..shell.len() {
+            shell[f] = root(&mut shell, f);
+        }
+        let mut number = BTreeMap::new();
+        let mut shell_of = vec![NO_SHELL; corners.len()];
+        for (f, c) in corners.iter().enumerate() {
+            if !repeats_vertex(c) {
+                let next = number.len() as u32;
+                shell_of[f] = *number.entry(shell[f]).or_insert(next);
+            }
+        }
+        Topology {
+            partner,
+            boundary_edges: boundary,
+            non_manifold_edges: non_manifold,
+            inconsistent_edges: inconsistent,
+            shells: number.len() as u32,
+            shell_of,
+        }
+    }
+
+    fn assert_same(corners: &[[u32; 3]]) {
+        let vertex_count = corners
+            .iter()
+            .flatten()
+            .max()
+            .map_or(0, |&v| v as usize + 1);
+        let (t, r) = (Topology::build(corners, vertex_count), reference(corners));
+        assert_eq!(t.partner, r.partner);
+        assert_eq!(
+            (t.boundary_edges, t.non_manifold_edges, t.inconsistent_edges),
+            (r.boundary_edges, r.non_manifold_edges, r.inconsistent_edges)
+        );
+        assert_eq!((t.shells, &t.shell_of), (r.shells, &r.shell_of));
+    }
+
+    /// A strip of `n` triangles over a `2 x (n / 2 + 1)` grid of vertices.
+    fn strip(n: usize) -> Vec<[u32; 3]> {
+        (0..n as u32 / 2)
+            .flat_map(|i| {
+                [
+                    [2 * i, 2 * i + 2, 2 * i + 1],
+                    [2 * i + 2, 2 * i + 3, 2 * i + 1],
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_brute_force_in_one_part() {
+        let mut corners = strip(40);
+        corners.push(corners[3]); // non-manifold: a facet twice
+        corners.push([5, 4, 99]); // shares edge 4-5 (now three facets)
+        corners.push([7, 6, 6]); // repeats a vertex
+        corners[10].swap(0, 1); // flipped
+        corners.push([200, 201, 202]); // a second shell
+        assert_same(&corners);
+    }
+
+    #[test]
+    fn parts_are_merged_where_edges_cross_them() {
+        // Large enough for several parts; copies of early facets at the end make edges whose
+        // facets are in different parts: pairs, fins, flips and a triple across the seam.
+        let mut corners = strip(2 * PARALLEL_MIN_TRIANGLES);
+        let n = corners.len();
+        let mid = n / 2;
+        corners.push(corners[0]);
+        corners.push(corners[mid + 1]);
+        corners.push(corners[mid + 1]);
+        let mut flipped = corners[5];
+        flipped.swap(0, 1);
+        corners.push(flipped);
+        corners.push([0, 1, 1]);
+        // Close the strip's first and last ends onto each other across the parts.
+        let last = (n / 2 + 1) as u32 * 2 - 2;
+        corners.push([last, 0, last + 1]);
+        corners.push([0, 1, last + 1]);
+        // A facet in the first part sharing an edge only with one in the second part.
+        corners[1000] = [last - 40, last - 41, 3_000_000];
+        assert_same(&corners);
+        // The same, reversed, so the later copies come first.
+        corners.reverse();
+        assert_same(&corners);
     }
 }

@@ -10,31 +10,70 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
+use crate::mem;
+
 /// Welded vertex positions and, per triangle, the indices of its three corners.
 pub(crate) struct Welded {
     pub positions: Vec<[f32; 3]>,
     pub corners: Vec<[u32; 3]>,
 }
 
-/// Bit pattern used as the identity of a coordinate; -0.0 and +0.0 are the same point.
-fn key(p: &[f32; 3]) -> [u32; 3] {
-    p.map(|c| if c == 0.0 { 0 } else { c.to_bits() })
+/// What the check needs from a weld: no positions, but the box of the finite vertices.
+pub(crate) struct WeldSummary {
+    pub vertex_count: usize,
+    pub corners: Vec<[u32; 3]>,
+    /// Box of the vertices whose coordinates are all finite (min > max when there are none).
+    pub min: [f32; 3],
+    pub max: [f32; 3],
+}
+
+/// The identity of a point: the bit patterns of its coordinates, -0.0 read as +0.0. Kept as
+/// one 64-bit and one 32-bit word, always written and read at those widths: a key stored as
+/// three 32-bit words and reloaded as 64 bits stalls the load (no store forwarding).
+#[derive(Clone, Copy, Default)]
+struct Key {
+    xy: u64,
+    z: u32,
+}
+
+fn key(p: &[f32; 3]) -> Key {
+    // Integer-only: the bits without the sign are zero exactly for the two zeros.
+    let bits = |c: f32| {
+        let b = c.to_bits();
+        if b << 1 == 0 { 0 } else { b }
+    };
+    let (x, y, z) = (bits(p[0]), bits(p[1]), bits(p[2]));
+    Key {
+        xy: u64::from(x) | (u64::from(y) << 32),
+        z,
+    }
+}
+
+impl Key {
+    fn point(self) -> [f32; 3] {
+        [self.xy as u32, (self.xy >> 32) as u32, self.z].map(f32::from_bits)
+    }
+}
+
+/// Key equality in two word comparisons.
+fn same(a: &Key, b: &Key) -> bool {
+    ((a.xy ^ b.xy) | u64::from(a.z ^ b.z)) == 0
 }
 
 /// A well-mixed 64-bit hash of a point (splitmix64 finaliser): float bit patterns of nearby
 /// points differ only in a few bits, which weak hashes turn into long probe chains.
-fn point_hash(k: &[u32; 3]) -> u64 {
-    let a = u64::from(k[0]) | (u64::from(k[1]) << 32);
-    let mut h = a ^ u64::from(k[2]).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+fn point_hash(k: &Key) -> u64 {
+    let mut h = k.xy ^ u64::from(k.z).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^ (h >> 31)
 }
 
 /// Slots in the recent-vertex cache: covers a few rows of a finely tessellated surface while
-/// staying in L2 (16 bytes per slot).
+/// staying in L2 (16 bytes per slot). Small meshes get a smaller cache, which is cheaper to
+/// set up and still larger than their vertex count.
 const RECENT_BITS: u32 = 13;
-const RECENT: usize = 1 << RECENT_BITS;
+const MIN_RECENT_BITS: u32 = 6;
 /// Marks an empty slot.
 const EMPTY: u32 = u32::MAX;
 
@@ -43,11 +82,61 @@ const EMPTY: u32 = u32::MAX;
 const TRIANGLES_PER_PARTITION: usize = 4096;
 const MAX_PARTITION_BITS: u32 = 10;
 
-/// The misses of one block: their keys in corner order, and the same misses split by
-/// partition as (key, index among the block's misses).
+/// Below this many triangles one block on the calling thread is fastest: starting work on the
+/// thread pool costs more than a small mesh's whole check.
+pub(crate) const PARALLEL_MIN_TRIANGLES: usize = 100_000;
+/// Blocks per thread: enough to balance a machine whose other work takes a core away.
+const BLOCKS_PER_THREAD: usize = 2;
+
+/// One slot of the recent-vertex cache.
+#[derive(Clone, Copy)]
+struct Slot {
+    key: Key,
+    label: u32,
+}
+
+/// The misses of one block: how many, their keys in order when positions are wanted, the
+/// same misses split by partition as (key, index among the block's misses), and the box of
+/// the finite ones (every distinct vertex is first seen as a miss).
 struct BlockMisses {
-    keys: Vec<[u32; 3]>,
-    parts: Vec<Vec<([u32; 3], u32)>>,
+    count: u32,
+    keys: Vec<Key>,
+    parts: Vec<Vec<(Key, u32)>>,
+    min: [f32; 3],
+    max: [f32; 3],
+}
+
+/// How a weld splits its work, from the triangle count alone.
+#[derive(Clone, Copy)]
+struct Plan {
+    per_block: usize,
+    part_bits: u32,
+    recent_bits: u32,
+    parallel: bool,
+}
+
+impl Plan {
+    fn new(triangles: usize) -> Plan {
+        let parallel = triangles >= PARALLEL_MIN_TRIANGLES;
+        let blocks = if parallel {
+            rayon::current_num_threads().max(1) * BLOCKS_PER_THREAD
+        } else {
+            1
+        };
+        Plan {
+            per_block: triangles.div_ceil(blocks).max(1),
+            part_bits: (triangles / TRIANGLES_PER_PARTITION)
+                .max(1)
+                .next_power_of_two()
+                .trailing_zeros()
+                .min(MAX_PARTITION_BITS),
+            recent_bits: (2 * triangles)
+                .next_power_of_two()
+                .trailing_zeros()
+                .clamp(MIN_RECENT_BITS, RECENT_BITS),
+            parallel,
+        }
+    }
 }
 
 /// Labels each corner of a block with the index (within the block) of a miss with the same
@@ -57,49 +146,83 @@ struct BlockMisses {
 fn label_block<S>(
     triangles: &[[[f32; 3]; 3]],
     first_facet: usize,
-    part_bits: u32,
+    plan: Plan,
+    want_keys: bool,
     out: &mut [[u32; 3]],
     state: &mut S,
     visit: &impl Fn(&mut S, usize, &[[f32; 3]; 3], bool),
 ) -> BlockMisses {
     // A closed mesh has about half as many vertices as triangles; most corners hit the cache.
     let expected = triangles.len() / 2 + 1024;
+    let part_bits = plan.part_bits;
     let per_part = (expected >> part_bits) + (expected >> part_bits) / 4 + 16;
     let mut misses = BlockMisses {
-        keys: Vec::with_capacity(expected),
+        count: 0,
+        keys: if want_keys {
+            Vec::with_capacity(expected)
+        } else {
+            Vec::new()
+        },
         parts: (0..1 << part_bits)
             .map(|_| Vec::with_capacity(per_part))
             .collect(),
+        min: [f32::INFINITY; 3],
+        max: [f32::NEG_INFINITY; 3],
     };
-    let mut recent = vec![([0u32; 3], EMPTY); RECENT];
+    let shift = 32 - plan.recent_bits;
+    let mut recent = vec![
+        Slot {
+            key: Key::default(),
+            label: EMPTY,
+        };
+        1 << plan.recent_bits
+    ];
+    // Corners are looked up one by one rather than in a loop over an array of keys: that
+    // array would live on the stack and be reread with wider loads than it was written with,
+    // which stalls every lookup.
+    let mut lookup = |k: Key| {
+        let slot = &mut recent[recent_slot(&k, shift)];
+        if same(&slot.key, &k) && slot.label != EMPTY {
+            return slot.label;
+        }
+        let label = misses.add(&k, part_bits, want_keys);
+        *slot = Slot { key: k, label };
+        label
+    };
     for (f, (t, out)) in triangles.iter().zip(out).enumerate() {
-        let keys = t.each_ref().map(key);
-        visit(
-            state,
-            first_facet + f,
-            t,
-            keys[0] == keys[1] || keys[1] == keys[2] || keys[0] == keys[2],
-        );
-        *out = keys.map(|k| {
-            let slot = &mut recent[recent_slot(&k)];
-            if slot.1 != EMPTY && slot.0 == k {
-                return slot.1;
-            }
-            let label = misses.keys.len() as u32;
-            misses.keys.push(k);
-            misses.parts[partition(point_hash(&k), part_bits)].push((k, label));
-            *slot = (k, label);
-            label
-        });
+        let (k0, k1, k2) = (key(&t[0]), key(&t[1]), key(&t[2]));
+        let repeats = same(&k0, &k1) || same(&k1, &k2) || same(&k0, &k2);
+        visit(state, first_facet + f, t, repeats);
+        *out = [lookup(k0), lookup(k1), lookup(k2)];
     }
     misses
 }
 
+impl BlockMisses {
+    /// Records a miss and returns its label.
+    fn add(&mut self, k: &Key, part_bits: u32, want_keys: bool) -> u32 {
+        let label = self.count;
+        self.count += 1;
+        if want_keys {
+            self.keys.push(*k);
+        }
+        self.parts[partition(point_hash(k), part_bits)].push((*k, label));
+        let p = k.point();
+        if p.iter().all(|c| c.is_finite()) {
+            for ((lo, hi), c) in self.min.iter_mut().zip(&mut self.max).zip(p) {
+                *lo = lo.min(c);
+                *hi = hi.max(c);
+            }
+        }
+        label
+    }
+}
+
 /// Slot of a point in the recent-vertex cache: a cheap hash (one multiply) suffices there, as
 /// a collision only costs a miss, and it is computed for every corner.
-fn recent_slot(k: &[u32; 3]) -> usize {
-    let mixed = k[0] ^ k[1].rotate_left(11) ^ k[2].rotate_left(22);
-    (mixed.wrapping_mul(0x9E37_79B1) >> (32 - RECENT_BITS)) as usize
+fn recent_slot(k: &Key, shift: u32) -> usize {
+    let mixed = k.xy as u32 ^ ((k.xy >> 32) as u32).rotate_left(11) ^ k.z.rotate_left(22);
+    (mixed.wrapping_mul(0x9E37_79B1) >> shift) as usize
 }
 
 /// The partition of a hash: its top `bits` bits.
@@ -107,121 +230,205 @@ fn partition(h: u64, bits: u32) -> usize {
     h.checked_shr(64 - bits).unwrap_or(0) as usize
 }
 
-/// For each miss (numbered across blocks in order, block `b` starting at `offsets[b]`), the
-/// index of the first miss with the same key (itself when it is first). Partitions hold
-/// disjoint keys, so they are deduplicated independently, each with a table that stays in
-/// cache; within a partition misses come in block order, then miss order.
-fn first_of_key(blocks: &[BlockMisses], offsets: &[u32], part_bits: u32) -> Vec<u32> {
-    let total = blocks.iter().map(|b| b.keys.len()).sum::<usize>();
-    let firsts: Vec<AtomicU32> = (0..total as u32)
-        .into_par_iter()
-        .with_min_len(1 << 14)
-        .map(AtomicU32::new)
-        .collect();
-    (0..1usize << part_bits).into_par_iter().for_each_init(
-        Vec::new,
-        |table: &mut Vec<([u32; 3], u32)>, p| {
-            let members = || {
-                blocks
-                    .iter()
-                    .zip(offsets)
-                    .flat_map(move |(b, &o)| b.parts[p].iter().map(move |&(k, l)| (k, o + l)))
-            };
-            let n: usize = blocks.iter().map(|b| b.parts[p].len()).sum();
-            let size = (2 * n).max(2).next_power_of_two();
-            table.clear();
-            table.resize(size, ([0; 3], EMPTY));
-            // (key, first miss); the slot is picked by the hash bits after the partition bits.
-            for (k, m) in members() {
-                let mut s = (point_hash(&k) << part_bits >> 32) as usize & (size - 1);
-                loop {
-                    let (other, first) = table[s];
-                    if first == EMPTY {
-                        table[s] = (k, m);
-                        break;
-                    }
-                    if other == k {
-                        // Each miss is written by the one partition that holds it.
-                        firsts[m as usize].store(first, Ordering::Relaxed);
-                        break;
-                    }
-                    s = (s + 1) & (size - 1);
+/// Points each duplicate miss of partition `p` at the first miss with its key, in `firsts`
+/// (misses numbered across blocks in order, block `b` starting at `offsets[b]`). Within a
+/// partition misses come in block order, then miss order, so the first one seen is the first.
+fn dedup_partition(
+    p: usize,
+    blocks: &[BlockMisses],
+    offsets: &[u32],
+    part_bits: u32,
+    table: &mut Vec<(Key, u32)>,
+    firsts: &[AtomicU32],
+) {
+    let n: usize = blocks.iter().map(|b| b.parts[p].len()).sum();
+    let size = (2 * n).max(2).next_power_of_two();
+    table.clear();
+    table.resize(size, (Key::default(), EMPTY));
+    for (b, &o) in blocks.iter().zip(offsets) {
+        for &(k, l) in &b.parts[p] {
+            // The slot is picked by the hash bits after the partition bits.
+            let mut s = (point_hash(&k) << part_bits >> 32) as usize & (size - 1);
+            loop {
+                let (other, first) = table[s];
+                if first == EMPTY {
+                    table[s] = (k, o + l);
+                    break;
                 }
+                if same(&other, &k) {
+                    // Each miss is written by the one partition that holds it.
+                    firsts[(o + l) as usize].store(first, Ordering::Relaxed);
+                    break;
+                }
+                s = (s + 1) & (size - 1);
             }
-        },
-    );
+        }
+    }
+}
+
+/// For each miss, the index of the first miss with the same key (itself when it is first).
+/// Partitions hold disjoint keys, so they are deduplicated independently.
+fn first_of_key(blocks: &[BlockMisses], offsets: &[u32], plan: Plan) -> Vec<u32> {
+    let total = blocks.iter().map(|b| b.count as usize).sum::<usize>();
+    let parts = 1usize << plan.part_bits;
+    let firsts: Vec<AtomicU32> = if plan.parallel {
+        let mut v = mem::with_capacity(total);
+        (0..total as u32)
+            .into_par_iter()
+            .map(AtomicU32::new)
+            .collect_into_vec(&mut v);
+        (0..parts)
+            .into_par_iter()
+            .for_each_init(Vec::new, |table, p| {
+                dedup_partition(p, blocks, offsets, plan.part_bits, table, &v);
+            });
+        v
+    } else {
+        let v: Vec<AtomicU32> = (0..total as u32).map(AtomicU32::new).collect();
+        let mut table = Vec::new();
+        for p in 0..parts {
+            dedup_partition(p, blocks, offsets, plan.part_bits, &mut table, &v);
+        }
+        v
+    };
     firsts.into_iter().map(AtomicU32::into_inner).collect()
 }
 
-/// Below this many triangles one block is fastest.
-const PARALLEL_MIN_TRIANGLES: usize = 100_000;
-/// Blocks per thread: enough to balance a machine whose other work takes a core away.
-const BLOCKS_PER_THREAD: usize = 2;
-
 pub(crate) fn weld(triangles: &[[[f32; 3]; 3]]) -> Welded {
-    weld_with(triangles, || (), |_, _, _, _| {}).0
+    let (w, _) = weld_inner(triangles, true, || (), |_, _, _, _| {});
+    Welded {
+        positions: w.positions,
+        corners: w.corners,
+    }
 }
 
-/// Welds, and folds `visit` over every facet on the way (see [`label_block`]), returning one
-/// state per block in facet order.
+/// Welds without keeping positions, and folds `visit` over every facet on the way (see
+/// [`label_block`]), returning one state per block in facet order.
 pub(crate) fn weld_with<S: Send>(
     triangles: &[[[f32; 3]; 3]],
     init: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], bool) + Sync,
-) -> (Welded, Vec<S>) {
-    let blocks_wanted = if triangles.len() < PARALLEL_MIN_TRIANGLES {
-        1
-    } else {
-        rayon::current_num_threads().max(1) * BLOCKS_PER_THREAD
+) -> (WeldSummary, Vec<S>) {
+    let (w, states) = weld_inner(triangles, false, init, visit);
+    let summary = WeldSummary {
+        vertex_count: w.vertex_count,
+        corners: w.corners,
+        min: w.min,
+        max: w.max,
     };
-    let per_block = triangles.len().div_ceil(blocks_wanted).max(1);
-    let part_bits = (triangles.len() / TRIANGLES_PER_PARTITION)
-        .max(1)
-        .next_power_of_two()
-        .trailing_zeros()
-        .min(MAX_PARTITION_BITS);
-    let mut corners = vec![[0u32; 3]; triangles.len()];
-    let (blocks, states): (Vec<BlockMisses>, Vec<S>) = triangles
-        .par_chunks(per_block)
-        .zip(corners.par_chunks_mut(per_block))
-        .enumerate()
-        .map(|(b, (tris, out))| {
-            let mut state = init();
-            let misses = label_block(tris, b * per_block, part_bits, out, &mut state, &visit);
-            (misses, state)
-        })
-        .unzip();
+    (summary, states)
+}
+
+struct Weld {
+    vertex_count: usize,
+    positions: Vec<[f32; 3]>,
+    corners: Vec<[u32; 3]>,
+    min: [f32; 3],
+    max: [f32; 3],
+}
+
+fn weld_inner<S: Send>(
+    triangles: &[[[f32; 3]; 3]],
+    want_positions: bool,
+    init: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], bool) + Sync,
+) -> (Weld, Vec<S>) {
+    let plan = Plan::new(triangles.len());
+    let per_block = plan.per_block;
+    let mut corners: Vec<[u32; 3]> = mem::zeroed(triangles.len());
+    type Block<'a> = (usize, (&'a [[[f32; 3]; 3]], &'a mut [[u32; 3]]));
+    let label = |(b, (tris, out)): Block| {
+        let mut state = init();
+        let misses = label_block(
+            tris,
+            b * per_block,
+            plan,
+            want_positions,
+            out,
+            &mut state,
+            &visit,
+        );
+        (misses, state)
+    };
+    let (blocks, states): (Vec<BlockMisses>, Vec<S>) = if plan.parallel {
+        triangles
+            .par_chunks(per_block)
+            .zip(corners.par_chunks_mut(per_block))
+            .enumerate()
+            .map(label)
+            .unzip()
+    } else {
+        triangles
+            .chunks(per_block)
+            .zip(corners.chunks_mut(per_block))
+            .enumerate()
+            .map(label)
+            .unzip()
+    };
     let offsets: Vec<u32> = blocks
         .iter()
         .scan(0u32, |acc, b| {
             let o = *acc;
-            *acc += b.keys.len() as u32;
+            *acc += b.count;
             Some(o)
         })
         .collect();
     // Vertices are numbered by their first miss, i.e. in order of first use; a later miss
     // takes the number already given to its first (rewritten in place, first to last).
-    let mut ids = first_of_key(&blocks, &offsets, part_bits);
-    let mut positions: Vec<[f32; 3]> = Vec::with_capacity(ids.len());
-    for (m, k) in blocks.iter().flat_map(|b| &b.keys).enumerate() {
+    let mut ids = first_of_key(&blocks, &offsets, plan);
+    let mut positions: Vec<[f32; 3]> = Vec::new();
+    let mut vertex_count = 0u32;
+    for m in 0..ids.len() {
         let first = ids[m] as usize;
         ids[m] = if first == m {
-            positions.push(k.map(f32::from_bits));
-            (positions.len() - 1) as u32
+            vertex_count += 1;
+            vertex_count - 1
         } else {
             ids[first]
         };
     }
-    drop(blocks);
-    corners
-        .par_chunks_mut(per_block)
-        .zip(&offsets)
-        .for_each(|(out, &offset)| {
-            for c in out {
-                *c = c.map(|v| ids[(offset + v) as usize]);
+    if want_positions {
+        positions.reserve_exact(vertex_count as usize);
+        let keys = blocks.iter().flat_map(|b| &b.keys);
+        for (m, k) in keys.enumerate() {
+            if ids[m] as usize == positions.len() {
+                positions.push(k.point());
             }
-        });
-    (Welded { positions, corners }, states)
+        }
+    }
+    let mut min = [f32::INFINITY; 3];
+    let mut max = [f32::NEG_INFINITY; 3];
+    for b in &blocks {
+        for i in 0..3 {
+            min[i] = min[i].min(b.min[i]);
+            max[i] = max[i].max(b.max[i]);
+        }
+    }
+    drop(blocks);
+    let relabel = |(out, &offset): (&mut [[u32; 3]], &u32)| {
+        for c in out {
+            *c = c.map(|v| ids[(offset + v) as usize]);
+        }
+    };
+    if plan.parallel {
+        corners
+            .par_chunks_mut(per_block)
+            .zip(&offsets)
+            .for_each(relabel);
+    } else {
+        corners
+            .chunks_mut(per_block)
+            .zip(&offsets)
+            .for_each(relabel);
+    }
+    let weld = Weld {
+        vertex_count: vertex_count as usize,
+        positions,
+        corners,
+        min,
+        max,
+    };
+    (weld, states)
 }
 
 #[cfg(test)]
@@ -260,6 +467,13 @@ mod tests {
                 assert_eq!(w.positions[c[k] as usize], t[k]);
             }
         }
+        let (summary, _) = weld_with(&tris, || (), |_, _, _, _| {});
+        assert_eq!(summary.vertex_count, w.positions.len());
+        assert_eq!(summary.corners, w.corners);
+        assert_eq!(
+            (summary.min, summary.max),
+            ([0.0, 0.0, 1.5], [50000.0, 1.0, 1.5])
+        );
     }
 
     #[test]
@@ -292,5 +506,22 @@ mod tests {
             uses[*c as usize] += 1;
         }
         assert_eq!(uses.iter().filter(|&&u| u == 6).count(), (n - 1) * (n - 1));
+    }
+
+    #[test]
+    fn box_skips_non_finite_vertices() {
+        let t = [
+            [
+                [f32::NAN, 0.0, 0.0],
+                [1.0, -2.0, 0.0],
+                [0.0, 1.0, f32::INFINITY],
+            ],
+            [[-0.0, 3.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]],
+        ];
+        let (w, _) = weld_with(&t, || (), |_, _, _, _| {});
+        assert_eq!(w.vertex_count, 6);
+        assert_eq!(w.min, [0.0, -2.0, 0.0]);
+        assert_eq!(w.max, [1.0, 3.0, 1.0]);
+        assert!(w.min[0].is_sign_positive());
     }
 }

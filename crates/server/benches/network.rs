@@ -1,7 +1,9 @@
 //! Printer-network figures over real gRPC on loopback with a real sled directory:
 //! QuoteJob latency with 10,000 registered printers (p50/p99), durable SubmitJob throughput
-//! next to an empty authenticated call (WhoAmI) as the loopback reference, and resident
-//! memory with 10,000 printers and 100,000 jobs.
+//! and latency next to an empty authenticated call (WhoAmI) as the loopback reference, how
+//! many submits shared each store flush, and resident memory with 10,000 printers and 100,000
+//! jobs. The machine's load average is printed with the figures: they are only comparable
+//! between runs on an otherwise idle machine.
 //!
 //! `cargo bench -p fabrouter-server --bench network [-- --printers N --jobs N --clients N]`
 
@@ -56,7 +58,60 @@ fn rss_mb() -> f64 {
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// CPU seconds this process used so far (user + system, all threads).
+fn cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            let ticks: f64 =
+                rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Busy CPU seconds of the whole machine so far (every process, kernel threads included: a
+/// file system's journal commits for our fsyncs run there).
+fn machine_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let cpu = s.lines().next()?.split_whitespace().skip(1);
+            let v: Vec<f64> = cpu.filter_map(|x| x.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+            let busy = v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
+            Some(busy / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn dir_mb(dir: &std::path::Path) -> f64 {
+    let mut bytes = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => bytes += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// A deterministic pseudo-random sequence (no dependency needed for a benchmark's layout).
@@ -252,6 +307,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Reference: the cheapest authenticated call the server has, at the same concurrency.
     let window = Duration::from_secs(5);
+    let whoami_cpu = cpu_s();
     let whoami_rate = {
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let deadline = Instant::now() + window;
@@ -272,9 +328,13 @@ async fn main() -> anyhow::Result<()> {
         }
         count.load(std::sync::atomic::Ordering::Relaxed) as f64 / window.as_secs_f64()
     };
+    let whoami_cpu_us = (cpu_s() - whoami_cpu) * 1e6 / (whoami_rate * window.as_secs_f64());
 
     // Durable submissions: every acknowledged job is synced to disk.
     let submitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (flushes_before, tickets_before) = running.network.sync_figures();
+    let submit_cpu = cpu_s();
+    let machine_cpu = machine_cpu_s();
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..clients {
@@ -284,25 +344,38 @@ async fn main() -> anyhow::Result<()> {
         let per = n_jobs / clients + usize::from(w < n_jobs % clients);
         tasks.push(tokio::spawn(async move {
             let mut rng = Lcg(1000 + w as u64);
+            let mut lat = Vec::with_capacity(per);
             for i in 0..per {
                 let req = pb::SubmitJobRequest {
                     spec: Some(spec(&mut rng)),
                     printer: String::new(),
                     idempotency_key: format!("w{w}-{i}"),
                 };
+                let t = Instant::now();
                 if c.submit_job(req).await.is_ok() {
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
                     submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            lat
         }));
     }
+    let mut submit_lat = Vec::new();
     for task in tasks {
-        task.await?;
+        submit_lat.extend(task.await?);
     }
     let took = t.elapsed().as_secs_f64();
+    let submit_cpu = cpu_s() - submit_cpu;
+    let machine_cpu = machine_cpu_s() - machine_cpu;
+    submit_lat.sort_by(f64::total_cmp);
+    let (flushes_after, tickets_after) = running.network.sync_figures();
+    let flushes = flushes_after - flushes_before;
+    let batch = (tickets_after - tickets_before) as f64 / flushes.max(1) as f64;
     let n = submitted.load(std::sync::atomic::Ordering::Relaxed);
     let submit_rate = n as f64 / took;
     let rss_jobs = rss_mb();
+    let store_mb = dir_mb(dir.path());
+    let load = load_average();
 
     println!("printer network over gRPC on loopback, sled on disk, 2 worker threads");
     println!(
@@ -317,14 +390,25 @@ async fn main() -> anyhow::Result<()> {
         pct(&lat, 0.99),
         lat[lat.len() - 1]
     );
-    println!("  reference WhoAmI ({clients} clients): {whoami_rate:.0} calls/s");
+    println!(
+        "  reference WhoAmI ({clients} clients): {whoami_rate:.0} calls/s, {whoami_cpu_us:.0} us CPU per call (server and client)"
+    );
     println!(
         "  durable SubmitJob ({clients} clients): {n} jobs in {took:.1} s = {submit_rate:.0} jobs/s ({:.2} of the WhoAmI rate)",
         submit_rate / whoami_rate
     );
     println!(
-        "  resident memory (router and benchmark clients in one process): start {rss_start:.0} MB, with printers {rss_printers:.0} MB, with {n} jobs {rss_jobs:.0} MB"
+        "    latency p50 {:.0} us, p99 {:.0} us; CPU per submit {:.0} us in this process (server and client), {:.0} us machine-wide; {flushes} store flushes, {batch:.1} submits per flush",
+        pct(&submit_lat, 0.5),
+        pct(&submit_lat, 0.99),
+        submit_cpu * 1e6 / n.max(1) as f64,
+        machine_cpu * 1e6 / n.max(1) as f64,
     );
+    println!(
+        "  resident memory (router and benchmark clients in one process): start {rss_start:.0} MB, with printers {rss_printers:.0} MB, with {n} jobs {rss_jobs:.0} MB ({:.2} KB per job); store on disk {store_mb:.0} MB",
+        (rss_jobs - rss_printers) * 1024.0 / n.max(1) as f64
+    );
+    println!("  load average at the end (1, 5, 15 min): {load}");
     drop(node_streams);
     let _ = stop_tx.send(());
     running.wait().await?;

@@ -30,15 +30,19 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::Quote>, Status> {
         let t = Instant::now();
         let net = self.net.clone();
-        // Estimating may slice the model: off the async threads.
-        let res = tokio::task::spawn_blocking(move || {
-            let who = net.state.authenticate(request.metadata())?;
-            who.require(CUSTOMER_ROLES, "quoting a job")?;
-            net.quote(&who, request.get_ref())
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))
-        .and_then(|r| r);
+        let res = async {
+            let turn = self.net.routing_turn().await?;
+            // Estimating may slice the model: off the async threads.
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                let who = net.state.authenticate(request.metadata())?;
+                who.require(CUSTOMER_ROLES, "quoting a job")?;
+                net.quote(&who, request.get_ref())
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+        }
+        .await;
         self.net.state.metrics.observe("QuoteJob", t, &res);
         res.map(Response::new)
     }
@@ -49,14 +53,32 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let t = Instant::now();
         let net = self.net.clone();
-        let res = tokio::task::spawn_blocking(move || {
+        let res = async {
             let who = net.state.authenticate(request.metadata())?;
             who.require(CUSTOMER_ROLES, "submitting a job")?;
-            net.submit(&who, request.get_ref())
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))
-        .and_then(|r| r);
+            // Routing takes well under a millisecond: it runs here, as a handoff to a blocking
+            // thread and back would cost more than it saves. Only a design whose estimates are
+            // not in memory yet (slicing may take seconds) goes to a blocking thread.
+            let (response, ticket) = match net.submit(&who, request.get_ref(), false)? {
+                Some(done) => done,
+                None => {
+                    let turn = net.routing_turn().await?;
+                    let net = net.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _turn = turn;
+                        net.submit(&who, request.get_ref(), true)
+                    })
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))??
+                    .ok_or_else(|| Status::internal("estimates were computed but not kept"))?
+                }
+            };
+            // Acknowledged only once on disk; the wait shares one flush with every submit
+            // that arrived meanwhile, and holds no thread.
+            self.net.durable(ticket).await?;
+            Ok(response)
+        }
+        .await;
         self.net.state.metrics.observe("SubmitJob", t, &res);
         res.map(Response::new)
     }
@@ -120,10 +142,11 @@ impl JobService for Jobs {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let t = Instant::now();
-        let res = (|| {
+        let res = async {
             let who = self.net.state.authenticate(request.metadata())?;
-            self.net.cancel(&who, request.get_ref())
-        })();
+            self.net.cancel(&who, request.get_ref()).await
+        }
+        .await;
         self.net.state.metrics.observe("CancelJob", t, &res);
         res.map(Response::new)
     }

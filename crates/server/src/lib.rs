@@ -248,7 +248,9 @@ pub async fn start(
         }));
 
     let store = state.store.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Replies larger than a segment (a quote's explanations) otherwise wait for the client's
+    // delayed ACK (Nagle): ~40 ms each. The builder's tcp_nodelay does not reach this listener.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let closing_net = net.clone();
     let task = tokio::spawn(async move {
         let shutdown = async move {

@@ -6,17 +6,28 @@
 //! and its new events to the store in one transaction before anyone (node or watcher) hears of
 //! it. Epochs fence assignments: each (re)assignment bumps the job's epoch, and a node may only
 //! report on the epoch it was given.
+//!
+//! The scheduler's view of the fleet has its own read-write lock, so quotes and the routing of
+//! submissions run beside each other and beside job changes; whoever writes it holds the
+//! registry mutex first (lock order: registry, then fleet).
+//!
+//! Memory holds only what routing and fencing need of an active job ([`ActiveJob`]); the full
+//! record is read from the store when a job changes or is shown.
+//!
+//! Durability is a group commit ([`Syncer`]): a change is written under the mutex, which is then
+//! released, and the caller waits for the next log flush, which one thread runs for every write
+//! that arrived since the previous flush.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use fabrouter_api::names;
 use fabrouter_api::v1 as pb;
 use fabrouter_scheduler as sched;
-use fabrouter_store::{Created, DesignRecord, JobRecord};
+use fabrouter_store::{Created, DesignRecord, JobRecord, Store};
 use prost::Message;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 
 use crate::State;
@@ -31,6 +42,11 @@ const PROGRESS_STEP: f64 = 0.01;
 pub const MAX_QUOTE_REASONS: usize = 200;
 /// Most idempotency key length.
 const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Most designs whose estimate figures are kept in memory; the store's cache backs them.
+const MAX_CACHED_FIGURES: usize = 4096;
+/// Under load, the flusher waits this long before a flush so that it covers more writes: one
+/// log sync per batch costs the store's writer threads far less CPU than one per submit.
+const GROUP_COMMIT_LINGER: Duration = Duration::from_micros(1000);
 
 /// Timing of the node protocol.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
@@ -56,6 +72,155 @@ impl Default for NetworkConfig {
 
 pub type NodeTx = mpsc::UnboundedSender<Result<pb::RouterMessage, Status>>;
 
+/// A place in the order of writes: durable once a flush that started after it has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[must_use = "wait with Network::durable before telling anyone the write happened"]
+pub struct Ticket(u64);
+
+/// What the flusher has made durable so far.
+#[derive(Debug, Clone, Default)]
+struct Synced {
+    /// Every ticket up to this one is durable.
+    durable: u64,
+    /// The newest ticket whose flush failed, and why.
+    failed: u64,
+    error: Option<Arc<str>>,
+    /// Flushes run (a figure for benchmarks: tickets per flush is the batch size).
+    flushes: u64,
+}
+
+#[derive(Default)]
+struct Issued {
+    /// Tickets handed out.
+    tickets: u64,
+    /// The flusher sleeps on `wake` (writers wake it only then).
+    idle: bool,
+    /// The router is gone: flush what is left and stop.
+    closed: bool,
+}
+
+struct SyncShared {
+    issued: Mutex<Issued>,
+    wake: Condvar,
+    synced: watch::Sender<Synced>,
+}
+
+/// Group commit. Writers take a [`Ticket`] after their write and await it; one thread flushes
+/// the store whenever tickets are outstanding, so every write that arrived during a flush
+/// shares the next one: one log sync per batch instead of one per request. When the last flush
+/// covered several writes (load), the next one lingers briefly to gather more; a lone write
+/// on an idle router is flushed at once.
+struct Syncer {
+    shared: Arc<SyncShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values are counters updated in one step: a panic cannot leave them torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Syncer {
+    fn start(store: Arc<dyn Store>) -> std::io::Result<Syncer> {
+        let shared = Arc::new(SyncShared {
+            issued: Mutex::new(Issued::default()),
+            wake: Condvar::new(),
+            synced: watch::channel(Synced::default()).0,
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("fabd-sync".into())
+            .spawn(move || Self::run(&s, store.as_ref()))?;
+        Ok(Syncer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn run(shared: &SyncShared, store: &dyn Store) {
+        let mut flushed = 0;
+        let mut last_batch = 0;
+        loop {
+            {
+                let mut issued = lock_ignoring_poison(&shared.issued);
+                while issued.tickets == flushed {
+                    if issued.closed {
+                        return;
+                    }
+                    issued.idle = true;
+                    issued = shared.wake.wait(issued).unwrap_or_else(|p| p.into_inner());
+                }
+                issued.idle = false;
+            }
+            if last_batch > 1 {
+                std::thread::sleep(GROUP_COMMIT_LINGER);
+            }
+            // Every ticket up to `target` was taken after its write completed, so this flush,
+            // starting now, covers them all.
+            let target = lock_ignoring_poison(&shared.issued).tickets;
+            let res = store.flush();
+            last_batch = target - flushed;
+            flushed = target;
+            shared.synced.send_modify(|s| {
+                s.flushes += 1;
+                match &res {
+                    Ok(()) => s.durable = target,
+                    Err(e) => {
+                        s.failed = target;
+                        s.error = Some(e.to_string().into());
+                    }
+                }
+            });
+            if let Err(e) = res {
+                tracing::error!(error = %e, "flushing the store failed");
+            }
+        }
+    }
+
+    /// Call after a write whose caller must not be answered before it is durable.
+    fn ticket(&self) -> Ticket {
+        let mut issued = lock_ignoring_poison(&self.shared.issued);
+        issued.tickets += 1;
+        let t = Ticket(issued.tickets);
+        let idle = issued.idle;
+        drop(issued);
+        if idle {
+            self.shared.wake.notify_one();
+        }
+        t
+    }
+
+    async fn wait(&self, t: Ticket) -> Result<(), Status> {
+        let mut rx = self.shared.synced.subscribe();
+        let outcome = rx
+            .wait_for(|s| s.durable >= t.0 || s.failed >= t.0)
+            .await
+            .map(|s| (s.durable >= t.0, s.error.clone()));
+        match outcome {
+            Ok((true, _)) => Ok(()),
+            Ok((false, error)) => Err(Status::internal(format!(
+                "storage failure: the change could not be made durable ({}); retry (a submit with the same idempotency key)",
+                error.as_deref().unwrap_or("unknown error")
+            ))),
+            Err(_) => Err(Status::unavailable(
+                "the router is shutting down; retry with the same idempotency key",
+            )),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        lock_ignoring_poison(&self.shared.issued).closed = true;
+        self.shared.wake.notify_one();
+        // Joined so the store is closed when the network is gone: a restart in the same
+        // process reopens the same directory at once.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 struct NodeConn {
     tx: NodeTx,
     session: u64,
@@ -74,45 +239,117 @@ struct PrinterEntry {
     last_seen_ms: i64,
 }
 
+/// What routing, queues and fencing need of a job that has not ended. The full job (spec,
+/// placement, reasons) is in the store and read from there when the job changes.
 struct ActiveJob {
-    rec: JobRecord,
-    job: pb::Job,
+    /// Printer it is assigned to or printing on (the registry's name, shared); `None` while
+    /// queued.
+    printer: Option<Arc<str>>,
+    state: pb::JobState,
+    epoch: u64,
+    /// The stored record's version and newest event: the next change writes version + 1.
+    version: u64,
+    last_seq: u64,
+    /// Progress as last stored.
+    progress: f64,
     /// Estimated print time of one copy, for the queue of its printer.
     estimate_s: f64,
     /// Printing on a node that went silent: re-routed when the grace ends.
     lost_since: Option<Instant>,
     /// Printers that failed this job; never chosen again for it.
-    excluded: HashSet<String>,
+    excluded: Vec<Arc<str>>,
+}
+
+impl ActiveJob {
+    fn printer(&self) -> &str {
+        self.printer.as_deref().unwrap_or("")
+    }
+
+    fn on_node(&self, node: &str) -> bool {
+        node_of(self.printer()) == node
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    fleet: sched::Fleet,
-    printers: HashMap<String, PrinterEntry>,
+    printers: HashMap<Arc<str>, PrinterEntry>,
     nodes: HashMap<String, NodeEntry>,
     jobs: HashMap<String, ActiveJob>,
+    /// Ids of the QUEUED jobs, oldest first (ids are time-ordered).
+    queued: BTreeSet<String>,
     /// Per printer: estimated seconds and count of active jobs on it.
     queues: HashMap<String, (f64, u32)>,
+    /// Per node: the designs of its active jobs, with how many (a node may download those).
+    node_designs: HashMap<String, HashMap<String, u32>>,
     /// Every profile some registered printer prints with (estimates are made for these).
-    profiles: std::collections::BTreeSet<String>,
+    /// Shared so a submission takes it without copying under the lock.
+    profiles: Arc<BTreeSet<String>>,
     next_session: u64,
 }
 
 impl Inner {
-    fn queue_change(&mut self, printer: &str, estimate_s: f64, add: bool) {
+    /// The registry's shared copy of a printer name (a new one for a printer not registered).
+    fn intern(&self, printer: &str) -> Option<Arc<str>> {
+        if printer.is_empty() {
+            return None;
+        }
+        Some(match self.printers.get_key_value(printer) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(printer),
+        })
+    }
+
+    /// A job of `design`, `estimate_s` long, arrives on (`add`) or leaves `printer`: updates
+    /// the printer's queue (here and in the fleet) and the designs its node may download.
+    fn place_change(
+        &mut self,
+        fleet: &mut sched::Fleet,
+        printer: &str,
+        design: &str,
+        estimate_s: f64,
+        add: bool,
+    ) {
         if printer.is_empty() {
             return;
         }
-        let q = self.queues.entry(printer.to_string()).or_default();
-        if add {
-            q.0 += estimate_s;
-            q.1 += 1;
-        } else {
-            q.0 = (q.0 - estimate_s).max(0.0);
-            q.1 = q.1.saturating_sub(1);
+        if !self.queues.contains_key(printer) {
+            self.queues.insert(printer.to_string(), (0.0, 0));
         }
-        let (work, n) = *q;
-        let _ = self.fleet.set_queue(printer, work, n);
+        if let Some(q) = self.queues.get_mut(printer) {
+            if add {
+                q.0 += estimate_s;
+                q.1 += 1;
+            } else {
+                q.0 = (q.0 - estimate_s).max(0.0);
+                q.1 = q.1.saturating_sub(1);
+            }
+            let _ = fleet.set_queue(printer, q.0, q.1);
+        }
+        let node = node_of(printer);
+        if !self.node_designs.contains_key(node) {
+            self.node_designs.insert(node.to_string(), HashMap::new());
+        }
+        if let Some(designs) = self.node_designs.get_mut(node) {
+            if add {
+                match designs.get_mut(design) {
+                    Some(n) => *n += 1,
+                    None => {
+                        designs.insert(design.to_string(), 1);
+                    }
+                }
+            } else if let Some(n) = designs.get_mut(design) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    designs.remove(design);
+                }
+            }
+        }
+    }
+}
+
+fn extend_profiles(profiles: &mut Arc<BTreeSet<String>>, new: &[String]) {
+    if new.iter().any(|p| !profiles.contains(p)) {
+        Arc::make_mut(profiles).extend(new.iter().cloned());
     }
 }
 
@@ -124,15 +361,84 @@ fn estimate_of(job: &pb::Job) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn job_state(job: &pb::Job) -> pb::JobState {
+    pb::JobState::try_from(job.state).unwrap_or(pb::JobState::Unspecified)
+}
+
+/// The items of `items` at `picked` positions, in `picked` order (one pass over `items`).
+fn pick<T>(items: impl Iterator<Item = T>, picked: &[usize]) -> Vec<T> {
+    let rank: HashMap<usize, usize> = picked.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+    let mut out: Vec<(usize, T)> = items
+        .enumerate()
+        .filter_map(|(i, x)| Some((*rank.get(&i)?, x)))
+        .collect();
+    out.sort_unstable_by_key(|(r, _)| *r);
+    out.into_iter().map(|(_, x)| x).collect()
+}
+
+/// Orders points by great-circle distance from one origin without computing the distance:
+/// the haversine term grows with it, and needs one cosine and two sines per point.
+struct NearnessKey {
+    lat_rad: f64,
+    lon_rad: f64,
+    cos_lat: f64,
+}
+
+impl NearnessKey {
+    fn new(origin: sched::GeoPoint) -> Self {
+        let lat_rad = origin.lat_deg().to_radians();
+        Self {
+            lat_rad,
+            lon_rad: origin.lon_deg().to_radians(),
+            cos_lat: lat_rad.cos(),
+        }
+    }
+
+    fn of(&self, p: &sched::GeoPoint) -> f64 {
+        let lat = p.lat_deg().to_radians();
+        let s_lat = ((lat - self.lat_rad) * 0.5).sin();
+        let s_lon = ((p.lon_deg().to_radians() - self.lon_rad) * 0.5).sin();
+        s_lat * s_lat + self.cos_lat * lat.cos() * s_lon * s_lon
+    }
+}
+
+/// Positions (in `keys` order) of the `n` smallest keys, smallest first; ties by position.
+/// `len` is the expected number of keys (capacity only).
+fn nearest(keys: impl Iterator<Item = f64>, len: usize, n: usize) -> Vec<usize> {
+    let mut all: Vec<(f64, usize)> = Vec::with_capacity(len);
+    all.extend(keys.enumerate().map(|(i, k)| (k, i)));
+    let cmp = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if n == 0 {
+        return Vec::new();
+    }
+    if all.len() > n {
+        all.select_nth_unstable_by(n - 1, cmp);
+        all.truncate(n);
+    }
+    all.sort_unstable_by(cmp);
+    all.into_iter().map(|(_, i)| i).collect()
+}
+
 pub struct Network {
     pub state: Arc<State>,
     inner: Mutex<Inner>,
+    /// The scheduler's view of the registry. Written only with `inner` held.
+    fleet: RwLock<sched::Fleet>,
     events: broadcast::Sender<pb::JobEvent>,
     scheduler: sched::Scheduler,
     pub config: NetworkConfig,
     /// Set when the router shuts down: node and watch streams end so shutdown can complete.
     closing: tokio::sync::watch::Sender<bool>,
     profiles: Arc<crate::estimates::Profiles>,
+    /// Estimate figures per design sha256 and profile name; `None`: no estimate on that
+    /// profile. Profiles are fixed for the router's life and designs are content-addressed, so
+    /// an entry never goes stale.
+    figures: Mutex<HashMap<String, HashMap<String, Option<sched::EstimateFigures>>>>,
+    /// Bounds quotes (and submissions that must compute estimates) on blocking threads to one
+    /// per core: more would only interleave on the cores, and each would hold a thread.
+    /// Ordinary submissions route on the async workers, which are bounded already.
+    routing: Arc<tokio::sync::Semaphore>,
+    syncer: Syncer,
 }
 
 fn now_ms() -> i64 {
@@ -337,21 +643,22 @@ impl Network {
         profiles: Arc<crate::estimates::Profiles>,
     ) -> anyhow::Result<Arc<Network>> {
         let mut inner = Inner::default();
+        let mut fleet = sched::Fleet::default();
         let now = Instant::now();
         for (name, bytes) in state.store.list_printers()? {
             let printer = pb::Printer::decode(bytes.as_slice())?;
             let spec = printer.spec.unwrap_or_default();
             let node = node_of(&name).to_string();
             if let Ok(p) = sched_printer(&name, &node, &spec, pb::PrinterState::Offline) {
-                inner.fleet.upsert(p)?;
-                inner.profiles.extend(spec.profiles.iter().cloned());
+                fleet.upsert(p)?;
+                extend_profiles(&mut inner.profiles, &spec.profiles);
                 inner.nodes.entry(node.clone()).or_insert(NodeEntry {
                     conn: None,
                     last_seen: now,
                     offline: false,
                 });
                 inner.printers.insert(
-                    name,
+                    Arc::from(name),
                     PrinterEntry {
                         node,
                         spec,
@@ -364,30 +671,53 @@ impl Network {
                 );
             }
         }
-        for rec in state.store.active_jobs()? {
-            let job = pb::Job::decode(rec.job.as_slice())?;
+        state.store.visit_active_jobs(&mut |rec| {
+            let job = pb::Job::decode(rec.job.as_slice()).map_err(|e| {
+                fabrouter_store::StoreError::Corrupt {
+                    tree: "jobs",
+                    reason: format!("job {}: {e}", rec.id),
+                }
+            })?;
             let estimate_s = estimate_of(&job);
-            inner.queue_change(&job.printer, estimate_s, true);
+            inner.place_change(&mut fleet, &job.printer, &job.design, estimate_s, true);
+            let state = job_state(&job);
+            if state == pb::JobState::Queued {
+                inner.queued.insert(rec.id.clone());
+            }
+            let printer = inner.intern(&job.printer);
             inner.jobs.insert(
-                rec.id.clone(),
+                rec.id,
                 ActiveJob {
-                    rec,
-                    job,
+                    printer,
+                    state,
+                    epoch: job.epoch,
+                    version: rec.version,
+                    last_seq: rec.last_seq,
+                    progress: job.progress_fraction,
                     estimate_s,
                     lost_since: None,
-                    excluded: HashSet::new(),
+                    excluded: Vec::new(),
                 },
             );
-        }
+            Ok(())
+        })?;
         let (events, _) = broadcast::channel(4096);
+        let syncer = Syncer::start(state.store.clone())
+            .map_err(|e| anyhow::anyhow!("cannot start the store's flush thread: {e}"))?;
         Ok(Arc::new(Network {
             state,
             inner: Mutex::new(inner),
+            fleet: RwLock::new(fleet),
             events,
             scheduler: sched::Scheduler::default(),
             config,
             closing: tokio::sync::watch::channel(false).0,
             profiles,
+            figures: Mutex::new(HashMap::new()),
+            routing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
+            syncer,
         }))
     }
 
@@ -397,12 +727,47 @@ impl Network {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn fleet(&self) -> RwLockReadGuard<'_, sched::Fleet> {
+        // Fleet updates are single calls that validate before changing anything.
+        self.fleet.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fleet_mut(&self) -> RwLockWriteGuard<'_, sched::Fleet> {
+        self.fleet.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A turn at routing (see `routing`); hold it while quoting or submitting.
+    pub async fn routing_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.routing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the router is shutting down; retry"))
+    }
+
+    /// A ticket covering every write made so far (see [`Network::durable`]).
+    pub fn ticket(&self) -> Ticket {
+        self.syncer.ticket()
+    }
+
+    /// Resolves once every write made before `ticket` was taken is on disk.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), Status> {
+        self.syncer.wait(ticket).await
+    }
+
+    /// Store flushes run so far and tickets handed out: their ratio is the group-commit batch.
+    pub fn sync_figures(&self) -> (u64, u64) {
+        let flushes = self.syncer.shared.synced.borrow().flushes;
+        let tickets = lock_ignoring_poison(&self.syncer.shared.issued).tickets;
+        (flushes, tickets)
+    }
+
     /// Whether `node` holds an active job for `design` (so it may download it).
     pub fn node_holds_design(&self, node: &str, design: &str) -> bool {
         self.lock()
-            .jobs
-            .values()
-            .any(|a| a.job.design == design && node_of(&a.job.printer) == node)
+            .node_designs
+            .get(node)
+            .is_some_and(|d| d.contains_key(design))
     }
 
     /// Ends every node stream (nodes reconnect to the next router) and every watch.
@@ -423,55 +788,109 @@ impl Network {
         self.closing.subscribe()
     }
 
-    /// Slice-estimates of a design for every profile some printer prints with (cached in the
-    /// store; computed here otherwise). Profiles the router has no definition for, or on which
-    /// the model cannot be estimated, are left out: routing then uses the rough figure.
+    /// Slice-estimates of a design for every profile some printer prints with (cached in
+    /// memory and in the store; computed here otherwise). Profiles the router has no
+    /// definition for, or on which the model cannot be estimated, are left out: routing then
+    /// uses the rough figure.
     fn figures(
         &self,
         design: &DesignRecord,
         profiles: impl IntoIterator<Item = String>,
     ) -> HashMap<String, sched::EstimateFigures> {
+        self.figures_if(design, profiles, true).unwrap_or_default()
+    }
+
+    /// [`Network::figures`]; with `may_compute` false, `None` when some figure is not in
+    /// memory yet (getting it may slice the model: the caller moves to a blocking thread).
+    fn figures_if(
+        &self,
+        design: &DesignRecord,
+        profiles: impl IntoIterator<Item = String>,
+        may_compute: bool,
+    ) -> Option<HashMap<String, sched::EstimateFigures>> {
         let mut out = HashMap::new();
         if crate::designs::is_gcode(design) {
             // Pre-sliced G-code takes as long on any profile: its slicer's figures stand.
             let g = pb::GcodeReport::decode(design.report.as_slice()).unwrap_or_default();
             let figures = gcode_figures(&g);
-            return profiles.into_iter().map(|p| (p, figures)).collect();
+            return Some(profiles.into_iter().map(|p| (p, figures)).collect());
         }
         for name in profiles {
             if out.contains_key(&name) {
                 continue;
             }
-            let Some(profile) = self.profiles.get(&name) else {
-                continue;
+            let cached = lock_ignoring_poison(&self.figures)
+                .get(&design.sha256)
+                .and_then(|by_profile| by_profile.get(&name).copied());
+            let figures = match cached {
+                Some(f) => f,
+                None => {
+                    let Some(profile) = self.profiles.get(&name) else {
+                        continue;
+                    };
+                    if !may_compute {
+                        return None;
+                    }
+                    let f = match crate::estimates::estimate_for_routing(
+                        &self.state,
+                        design,
+                        profile,
+                    ) {
+                        Ok((e, _, _)) => Some(sched::EstimateFigures {
+                            print_time_s: e.print_time_s,
+                            filament_g: e.filament_g,
+                        }),
+                        // The model does not slice on this profile: that will not change.
+                        Err(s) if s.code() == tonic::Code::FailedPrecondition => None,
+                        // Storage trouble: try again next time.
+                        Err(_) => continue,
+                    };
+                    let mut cache = lock_ignoring_poison(&self.figures);
+                    if cache.len() >= MAX_CACHED_FIGURES && !cache.contains_key(&design.sha256) {
+                        cache.clear();
+                    }
+                    cache
+                        .entry(design.sha256.clone())
+                        .or_default()
+                        .insert(name.clone(), f);
+                    f
+                }
             };
-            if let Ok((e, _, _)) =
-                crate::estimates::estimate_for_routing(&self.state, design, profile)
-            {
-                out.insert(
-                    name,
-                    sched::EstimateFigures {
-                        print_time_s: e.print_time_s,
-                        filament_g: e.filament_g,
-                    },
-                );
+            if let Some(f) = figures {
+                out.insert(name, f);
             }
         }
-        out
+        Some(out)
     }
 
-    fn fleet_profiles(&self) -> std::collections::BTreeSet<String> {
-        self.lock().profiles.clone()
+    fn fleet_profiles(&self) -> Vec<String> {
+        let profiles = self.lock().profiles.clone();
+        profiles.iter().cloned().collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<pb::JobEvent> {
         self.events.subscribe()
     }
 
-    /// Writes a job change and its events, then updates memory, queues and watchers.
+    /// The stored record and job of an active job.
+    fn stored(&self, id: &str) -> Result<(JobRecord, pb::Job), Status> {
+        let rec = self
+            .state
+            .store
+            .get_job(id)
+            .map_err(store_status)?
+            .ok_or_else(|| Status::internal(format!("job {id} is active but not stored")))?;
+        let job = pb::Job::decode(rec.job.as_slice())
+            .map_err(|e| Status::internal(format!("stored job unreadable: {e}")))?;
+        Ok((rec, job))
+    }
+
+    /// Writes a job change and its events, then updates memory, queues and watchers. `owner`
+    /// is the stored record's owner.
     fn commit(
         &self,
         inner: &mut Inner,
+        owner: &str,
         job: pb::Job,
         events: Vec<(pb::JobEventKind, String)>,
     ) -> Result<pb::Job, Status> {
@@ -485,7 +904,7 @@ impl Network {
         let mut job = job;
         let t = now_ms();
         job.update_time = Some(timestamp(t));
-        let first = active.rec.last_seq + 1;
+        let first = active.last_seq + 1;
         let evs: Vec<pb::JobEvent> = events
             .into_iter()
             .enumerate()
@@ -504,9 +923,9 @@ impl Network {
             .collect();
         let rec = JobRecord {
             id: id.clone(),
-            owner: active.rec.owner.clone(),
-            version: active.rec.version + 1,
-            last_seq: active.rec.last_seq + evs.len() as u64,
+            owner: owner.to_string(),
+            version: active.version + 1,
+            last_seq: active.last_seq + evs.len() as u64,
             active: !is_terminal(job.state),
             job: job.encode_to_vec(),
         };
@@ -515,14 +934,39 @@ impl Network {
             .store
             .update_job(&rec, &encoded)
             .map_err(store_status)?;
-        let (old_printer, old_estimate) = (active.job.printer.clone(), active.estimate_s);
-        inner.queue_change(&old_printer, old_estimate, false);
+        let old_printer = active.printer.clone();
+        let old_estimate = active.estimate_s;
+        let estimate_s = estimate_of(&job);
+        let moved = !rec.active
+            || old_printer.as_deref().unwrap_or("") != job.printer
+            || old_estimate != estimate_s;
+        if moved {
+            let mut fleet = self.fleet_mut();
+            let old = old_printer.as_deref().unwrap_or("");
+            inner.place_change(&mut fleet, old, &job.design, old_estimate, false);
+            if rec.active {
+                inner.place_change(&mut fleet, &job.printer, &job.design, estimate_s, true);
+            }
+        }
+        let state = job_state(&job);
+        if state == pb::JobState::Queued {
+            inner.queued.insert(id.clone());
+        } else {
+            inner.queued.remove(&id);
+        }
         if rec.active {
-            let estimate_s = estimate_of(&job);
-            inner.queue_change(&job.printer, estimate_s, true);
+            let printer = if old_printer.as_deref() == Some(job.printer.as_str()) {
+                old_printer
+            } else {
+                inner.intern(&job.printer)
+            };
             if let Some(a) = inner.jobs.get_mut(&id) {
-                a.rec = rec;
-                a.job = job.clone();
+                a.printer = printer;
+                a.state = state;
+                a.epoch = job.epoch;
+                a.version = rec.version;
+                a.last_seq = rec.last_seq;
+                a.progress = job.progress_fraction;
                 a.estimate_s = estimate_s;
             }
         } else {
@@ -582,7 +1026,7 @@ impl Network {
         spec: &pb::JobSpec,
         customer: sched::GeoPoint,
         key: &str,
-    ) -> Result<(sched::JobRequest, f64), Status> {
+    ) -> Result<sched::JobRequest, Status> {
         let (extent, rough, pre_sliced) = if crate::designs::is_gcode(design) {
             let g = pb::GcodeReport::decode(design.report.as_slice()).unwrap_or_default();
             let max = g.print_max_mm.unwrap_or_default();
@@ -631,7 +1075,7 @@ impl Network {
         };
         req.validate()
             .map_err(|e| bad_request("spec", e.to_string()))?;
-        Ok((req, rough.print_time_s))
+        Ok(req)
     }
 
     /// Validates a spec from a customer and returns the design and routing request.
@@ -669,7 +1113,7 @@ impl Network {
         })?;
         let customer = sched::GeoPoint::new(loc.lat_deg, loc.lon_deg)
             .map_err(|e| bad_request("spec.customer_location", e.to_string()))?;
-        let (req, _) = self.request(&design, spec, customer, key)?;
+        let req = self.request(&design, spec, customer, key)?;
         Ok((design, req))
     }
 
@@ -689,45 +1133,44 @@ impl Network {
             req.max_options.min(20)
         } as usize;
         let figures = self.figures(&design, self.fleet_profiles());
-        let inner = self.lock();
+        let fleet = self.fleet();
         let estimator = |p: &str| figures.get(p).copied();
         let decision = self
             .scheduler
-            .quote(&request, &inner.fleet, &estimator, top)
+            .quote(&request, &fleet, &estimator, top)
             .map_err(|e| bad_request("spec", e.to_string()))?;
-        // The nearest printers' reasons are the ones a customer asks about; messages are
-        // formatted only for those.
-        let customer = request.customer;
-        let mut rejected: Vec<_> = decision
-            .rejections()
-            .map(|r| (r.printer.location.distance_km(&customer), r))
-            .collect();
-        rejected.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let mut rejections: Vec<pb::Rejection> = rejected
-            .iter()
-            .take(MAX_QUOTE_REASONS)
-            .map(|(_, r)| pb::Rejection {
+        // The nearest printers' reasons are the ones a customer asks about; only those are
+        // picked (a partial selection, not a sort of the fleet) and formatted.
+        let near = NearnessKey::new(request.customer);
+        let picked = nearest(
+            decision.rejections().map(|r| near.of(&r.printer.location)),
+            decision.rejected(),
+            MAX_QUOTE_REASONS,
+        );
+        let mut rejections: Vec<pb::Rejection> = pick(decision.rejections(), &picked)
+            .into_iter()
+            .map(|r| pb::Rejection {
                 printer: r.printer_id().to_string(),
                 code: r.code().as_str().to_ascii_lowercase(),
                 message: r.message(),
             })
             .collect();
         if let Some(top) = decision.options.first() {
-            let mut lower: Vec<_> = decision
-                .ranked_lower()
-                .map(|r| (r.printer.location.distance_km(&customer), r))
-                .collect();
-            lower.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-            rejections.extend(
-                lower
-                    .iter()
-                    .take(MAX_QUOTE_REASONS)
-                    .map(|(_, r)| pb::Rejection {
-                        printer: r.printer_id().to_string(),
-                        code: "ranked_lower".into(),
-                        message: r.reason_vs(top),
-                    }),
+            let lower = decision.capable() - decision.options.len();
+            let picked = nearest(
+                decision
+                    .ranked_lower()
+                    .map(|r| near.of(&r.printer.location)),
+                lower,
+                MAX_QUOTE_REASONS,
             );
+            rejections.extend(pick(decision.ranked_lower(), &picked).into_iter().map(|r| {
+                pb::Rejection {
+                    printer: r.printer_id().to_string(),
+                    code: "ranked_lower".into(),
+                    message: r.reason_vs(top),
+                }
+            }));
         }
         let design_name = names::design(&design.id);
         Ok(pb::Quote {
@@ -743,45 +1186,16 @@ impl Network {
         })
     }
 
-    pub fn submit(
+    /// Routes a request on the fleet as it is now (read lock only).
+    fn assign<E: sched::Estimator>(
         &self,
-        who: &crate::auth::Principal,
-        req: &pb::SubmitJobRequest,
-    ) -> Result<pb::SubmitJobResponse, Status> {
-        let key = req.idempotency_key.trim();
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(bad_request(
-                "idempotency_key",
-                format!(
-                    "an idempotency key of 1-{MAX_IDEMPOTENCY_KEY} characters is required (e.g. a UUID), so a retry cannot print twice"
-                ),
-            ));
-        }
-        // A replay answers from the store without routing again.
-        if let Some(jobs) = self.replayed(&who.id, key)? {
-            return Ok(pb::SubmitJobResponse {
-                jobs,
-                replayed: true,
-            });
-        }
-        let mut spec = req
-            .spec
-            .clone()
-            .ok_or_else(|| bad_request("spec", "spec is required"))?;
-        let (design, request) = self.customer_request(who, &spec, key)?;
-        let coarse = sched::coarse_location(request.customer)
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default();
-        // Privacy: the exact point served the decision; only the ~1 km cell is kept.
-        spec.customer_location = None;
-        spec.quantity = request.quantity;
-        let chosen = (!req.printer.is_empty()).then_some(req.printer.as_str());
-        let figures = self.figures(&design, self.fleet_profiles());
-        let mut inner = self.lock();
-        let estimator = |p: &str| figures.get(p).copied();
+        request: &sched::JobRequest,
+        estimator: &E,
+        chosen: Option<&str>,
+    ) -> Result<sched::Assignment, Status> {
         let assignment = self
             .scheduler
-            .assign(&request, &inner.fleet, &estimator, chosen)
+            .assign(request, &self.fleet(), estimator, chosen)
             .map_err(|e| match e {
                 sched::SchedulerError::UnknownPrinter(_)
                 | sched::SchedulerError::ChosenPrinterRejected { .. } => {
@@ -795,123 +1209,138 @@ impl Network {
                 assignment.rejected
             )));
         }
-        let design_name = names::design(&design.id);
-        let t = now_ms();
-        let mut recs = Vec::new();
-        let mut events = Vec::new();
-        let mut jobs = Vec::new();
-        for p in &assignment.placements {
-            let id = uuid::Uuid::now_v7().simple().to_string();
-            let job = pb::Job {
-                name: names::job(&id),
-                design: design_name.clone(),
-                owner: format!("principals/{}", who.id),
-                state: pb::JobState::Assigned as i32,
-                printer: p.printer_id.clone(),
-                epoch: 1,
-                coarse_geohash: coarse.clone(),
-                progress_fraction: 0.0,
-                create_time: Some(timestamp(t)),
-                update_time: Some(timestamp(t)),
-                placement: Some(placement_to_pb(p, &design_name)),
-                failure_reason: String::new(),
-                reroutes: 0,
-                spec: Some(spec.clone()),
-            };
-            let ev =
-                |seq: u64, kind: pb::JobEventKind, state: pb::JobState, msg: String| pb::JobEvent {
-                    job: job.name.clone(),
-                    sequence: seq,
-                    kind: kind as i32,
-                    state: state as i32,
-                    time: Some(timestamp(t)),
-                    printer: if kind == pb::JobEventKind::Assigned {
-                        job.printer.clone()
-                    } else {
-                        String::new()
-                    },
-                    epoch: if kind == pb::JobEventKind::Assigned {
-                        1
-                    } else {
-                        0
-                    },
-                    message: msg,
-                    ..Default::default()
-                };
-            let evs = vec![
-                ev(
-                    1,
-                    pb::JobEventKind::Created,
-                    pb::JobState::Queued,
-                    "job created".into(),
+        Ok(assignment)
+    }
+
+    /// Whether every placement's printer still takes jobs.
+    fn placements_open(&self, assignment: &sched::Assignment) -> bool {
+        let fleet = self.fleet();
+        assignment.placements.iter().all(|p| {
+            fleet
+                .get(&p.printer_id)
+                .is_some_and(|x| x.state.accepts_jobs())
+        })
+    }
+
+    /// Stores a submission and routes it. The caller must await the returned ticket
+    /// ([`Network::durable`]) before answering: the jobs are acknowledged only once on disk.
+    /// With `may_block` false, returns `Ok(None)` before changing anything when the design's
+    /// estimates are not in memory yet (computing them may take seconds): call again from a
+    /// blocking thread.
+    pub fn submit(
+        &self,
+        who: &crate::auth::Principal,
+        req: &pb::SubmitJobRequest,
+        may_block: bool,
+    ) -> Result<Option<(pb::SubmitJobResponse, Ticket)>, Status> {
+        let key = req.idempotency_key.trim();
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(bad_request(
+                "idempotency_key",
+                format!(
+                    "an idempotency key of 1-{MAX_IDEMPOTENCY_KEY} characters is required (e.g. a UUID), so a retry cannot print twice"
                 ),
-                ev(
-                    2,
-                    pb::JobEventKind::Assigned,
-                    pb::JobState::Assigned,
-                    format!("assigned to {}: {}", p.makerspace, p.reasons.join("; ")),
-                ),
-            ];
-            recs.push(JobRecord {
-                id: id.clone(),
-                owner: who.id.clone(),
-                version: 0,
-                last_seq: 2,
-                active: true,
-                job: job.encode_to_vec(),
-            });
-            events.push(evs);
-            jobs.push((job, p.estimate.print_time_s));
+            ));
         }
-        let encoded: Vec<Vec<Vec<u8>>> = events
-            .iter()
-            .map(|evs| evs.iter().map(|e| e.encode_to_vec()).collect())
-            .collect();
-        match self
-            .state
-            .store
-            .create_jobs(&who.id, key, &recs, &encoded)
-            .map_err(store_status)?
-        {
-            Created::Replayed(_) => {
-                drop(inner);
-                let jobs = self.replayed(&who.id, key)?.unwrap_or_default();
-                return Ok(pb::SubmitJobResponse {
+        // A replay answers from the store without routing again. Its jobs may come from a
+        // concurrent submit whose flush is still running: the ticket covers them too.
+        if let Some(jobs) = self.replayed(&who.id, key)? {
+            let ticket = self.ticket();
+            return Ok(Some((
+                pb::SubmitJobResponse {
                     jobs,
                     replayed: true,
-                });
-            }
-            Created::New => {}
+                },
+                ticket,
+            )));
         }
-        let mut out = Vec::new();
-        for ((rec, (job, estimate_s)), evs) in recs.into_iter().zip(jobs).zip(events) {
-            let printer = job.printer.clone();
+        let mut spec = req
+            .spec
+            .clone()
+            .ok_or_else(|| bad_request("spec", "spec is required"))?;
+        let (design, request) = self.customer_request(who, &spec, key)?;
+        let coarse = sched::coarse_location(request.customer)
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default();
+        // Privacy: the exact point served the decision; only the ~1 km cell is kept.
+        spec.customer_location = None;
+        spec.quantity = request.quantity;
+        let chosen = (!req.printer.is_empty()).then_some(req.printer.as_str());
+        let Some(figures) = self.figures_if(&design, self.fleet_profiles(), may_block) else {
+            return Ok(None);
+        };
+        let estimator = |p: &str| figures.get(p).copied();
+        // Routing and encoding happen before the registry lock: concurrent submissions route
+        // side by side. Queues they add meanwhile are not seen, which only shifts the balance.
+        let design_name = names::design(&design.id);
+        let assignment = self.assign(&request, &estimator, chosen)?;
+        let mut new = NewJobs::build(who, &assignment, &design_name, &coarse, &spec);
+        let mut inner = self.lock();
+        // A printer that stopped taking jobs since (its node's lease ran out) would keep the
+        // job until the node returns: route again, now that nothing can change.
+        if !self.placements_open(&assignment) {
+            let assignment = self.assign(&request, &estimator, chosen)?;
+            new = NewJobs::build(who, &assignment, &design_name, &coarse, &spec);
+        }
+        let created = self
+            .state
+            .store
+            .create_jobs(&who.id, key, &new.recs, &new.encoded)
+            .map_err(store_status)?;
+        let ticket = self.ticket();
+        if let Created::Replayed(_) = created {
+            drop(inner);
+            let jobs = self.replayed(&who.id, key)?.unwrap_or_default();
+            return Ok(Some((
+                pb::SubmitJobResponse {
+                    jobs,
+                    replayed: true,
+                },
+                ticket,
+            )));
+        }
+        {
+            let mut fleet = self.fleet_mut();
+            for (job, estimate_s) in &new.jobs {
+                inner.place_change(&mut fleet, &job.printer, &design_name, *estimate_s, true);
+            }
+        }
+        let mut out = Vec::with_capacity(new.jobs.len());
+        for ((rec, (job, estimate_s)), evs) in new.recs.into_iter().zip(new.jobs).zip(new.events) {
+            let printer = inner.intern(&job.printer);
             inner.jobs.insert(
-                rec.id.clone(),
+                rec.id,
                 ActiveJob {
-                    rec,
-                    job: job.clone(),
+                    printer,
+                    state: pb::JobState::Assigned,
+                    epoch: job.epoch,
+                    version: rec.version,
+                    last_seq: rec.last_seq,
+                    progress: 0.0,
                     estimate_s,
                     lost_since: None,
-                    excluded: HashSet::new(),
+                    excluded: Vec::new(),
                 },
             );
-            inner.queue_change(&printer, estimate_s, true);
-            Self::send(&inner, node_of(&printer), Self::assignment(&job, &design));
+            Self::send(
+                &inner,
+                node_of(&job.printer),
+                Self::assignment(&job, &design),
+            );
             for e in evs {
                 let _ = self.events.send(e);
             }
             out.push(job);
         }
         drop(inner);
-        // The customer is told the jobs exist only once they are on disk. Concurrent
-        // submissions share one log sync.
-        self.state.store.flush().map_err(store_status)?;
         tracing::debug!(jobs = out.len(), design = %design_name, "jobs submitted");
-        Ok(pb::SubmitJobResponse {
-            jobs: out,
-            replayed: false,
-        })
+        Ok(Some((
+            pb::SubmitJobResponse {
+                jobs: out,
+                replayed: false,
+            },
+            ticket,
+        )))
     }
 
     fn replayed(&self, owner: &str, key: &str) -> Result<Option<Vec<pb::Job>>, Status> {
@@ -966,24 +1395,45 @@ impl Network {
         }
     }
 
-    pub fn cancel(
-        &self,
+    /// Cancels a job; answers once the cancellation is durable, and only then tells its node
+    /// (a crash in between must not bring back a job its node already dropped). The node is
+    /// told even if the caller goes away while waiting.
+    pub async fn cancel(
+        self: &Arc<Self>,
         who: &crate::auth::Principal,
         req: &pb::CancelJobRequest,
     ) -> Result<pb::Job, Status> {
+        let (job, ticket, notice) = self.cancel_stored(who, req)?;
+        let net = self.clone();
+        tokio::spawn(async move {
+            net.durable(ticket).await?;
+            if let Some((node, msg)) = notice {
+                Self::send(&net.lock(), &node, msg);
+            }
+            Ok::<_, Status>(())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(job)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn cancel_stored(
+        &self,
+        who: &crate::auth::Principal,
+        req: &pb::CancelJobRequest,
+    ) -> Result<(pb::Job, Ticket, Option<(String, pb::router_message::Msg)>), Status> {
         let (id, _) = self.visible_job(who, &req.name)?;
         let mut inner = self.lock();
-        let Some(active) = inner.jobs.get(&id) else {
+        if !inner.jobs.contains_key(&id) {
             let job = self.load_job(&id)?.unwrap_or_default();
-            let state = pb::JobState::try_from(job.state)
-                .unwrap_or(pb::JobState::Unspecified)
-                .as_str_name();
+            let state = job_state(&job).as_str_name();
             return Err(Status::failed_precondition(format!(
                 "{} already ended ({state}); nothing to cancel",
                 req.name
             )));
-        };
-        let mut job = active.job.clone();
+        }
+        let (rec, mut job) = self.stored(&id)?;
         let (printer, epoch) = (job.printer.clone(), job.epoch);
         job.state = pb::JobState::Cancelled as i32;
         let reason = if req.reason.is_empty() {
@@ -994,22 +1444,22 @@ impl Network {
         job.failure_reason = reason.clone();
         let job = self.commit(
             &mut inner,
+            &rec.owner,
             job,
             vec![(pb::JobEventKind::Cancelled, reason.clone())],
         )?;
-        self.state.store.flush().map_err(store_status)?;
-        if !printer.is_empty() {
-            Self::send(
-                &inner,
-                node_of(&printer),
+        let ticket = self.ticket();
+        let notice = (!printer.is_empty()).then(|| {
+            (
+                node_of(&printer).to_string(),
                 pb::router_message::Msg::Cancel(pb::JobCancel {
                     job: job.name.clone(),
                     epoch,
                     reason,
                 }),
-            );
-        }
-        Ok(job)
+            )
+        });
+        Ok((job, ticket, notice))
     }
 
     /// Moves a job off its printer: to another capable printer, to the queue if none, or to
@@ -1018,12 +1468,21 @@ impl Network {
         let Some(active) = inner.jobs.get_mut(id) else {
             return;
         };
-        let old = active.job.printer.clone();
-        if exclude_current && !old.is_empty() {
-            active.excluded.insert(old.clone());
+        let old = active.printer.clone();
+        if exclude_current
+            && let Some(p) = &old
+            && !active.excluded.contains(p)
+        {
+            active.excluded.push(p.clone());
         }
         let excluded = active.excluded.clone();
-        let mut job = active.job.clone();
+        let (rec, mut job) = match self.stored(id) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "re-route could not read the job");
+                return;
+            }
+        };
         let old_epoch = job.epoch;
         job.epoch += 1;
         job.reroutes += 1;
@@ -1065,9 +1524,9 @@ impl Network {
         if let Some(a) = inner.jobs.get_mut(id) {
             a.lost_since = None;
         }
-        match self.commit(inner, job, events) {
+        match self.commit(inner, &rec.owner, job, events) {
             Ok(job) => {
-                if !old.is_empty() {
+                if let Some(old) = old {
                     Self::send(
                         inner,
                         node_of(&old),
@@ -1089,7 +1548,7 @@ impl Network {
         &self,
         inner: &Inner,
         job: &pb::Job,
-        excluded: &HashSet<String>,
+        excluded: &[Arc<str>],
     ) -> Option<(String, pb::QuoteOption)> {
         let design = self.design_of(job).ok()?;
         let spec = job.spec.clone().unwrap_or_default();
@@ -1099,23 +1558,19 @@ impl Network {
             .ok()?;
         let mut spec1 = spec;
         spec1.quantity = 1;
-        let (request, _) = self.request(&design, &spec1, centre, &job.name).ok()?;
-        let profiles = inner
-            .printers
-            .values()
-            .flat_map(|p| p.spec.profiles.iter().cloned())
-            .collect::<std::collections::BTreeSet<_>>();
-        let figures = self.figures(&design, profiles);
+        let request = self.request(&design, &spec1, centre, &job.name).ok()?;
+        let figures = self.figures(&design, inner.profiles.iter().cloned());
         let estimator = |p: &str| figures.get(p).copied();
+        let fleet = self.fleet();
         let decision = self
             .scheduler
-            .quote(&request, &inner.fleet, &estimator, excluded.len() + 1)
+            .quote(&request, &fleet, &estimator, excluded.len() + 1)
             .ok()?;
         let name = job.design.clone();
         decision
             .options
             .iter()
-            .find(|o| !excluded.contains(&o.printer_id))
+            .find(|o| !excluded.iter().any(|x| **x == *o.printer_id))
             .map(|o| (o.printer_id.clone(), option_to_pb(o, &name)))
     }
 
@@ -1131,17 +1586,19 @@ impl Network {
 
     /// Tries to place every QUEUED job (after printers changed).
     fn place_queued(&self, inner: &mut Inner) {
-        let queued: Vec<String> = inner
-            .jobs
-            .iter()
-            .filter(|(_, a)| a.job.state == pb::JobState::Queued as i32)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let queued: Vec<String> = inner.queued.iter().cloned().collect();
         for id in queued {
             let Some(a) = inner.jobs.get(&id) else {
                 continue;
             };
-            let (job, excluded) = (a.job.clone(), a.excluded.clone());
+            let excluded = a.excluded.clone();
+            let (rec, job) = match self.stored(&id) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(job = %id, error = %e, "a queued job could not be read");
+                    continue;
+                }
+            };
             if let Some((printer, option)) = self.place(inner, &job, &excluded) {
                 let mut job = job;
                 job.state = pb::JobState::Assigned as i32;
@@ -1153,7 +1610,12 @@ impl Network {
                     option.reasons.join("; ")
                 );
                 job.placement = Some(option);
-                match self.commit(inner, job, vec![(pb::JobEventKind::Assigned, msg)]) {
+                match self.commit(
+                    inner,
+                    &rec.owner,
+                    job,
+                    vec![(pb::JobEventKind::Assigned, msg)],
+                ) {
                     Ok(job) => self.dispatch(inner, &job),
                     Err(e) => tracing::error!(job = %id, error = %e, "placing a queued job failed"),
                 }
@@ -1193,35 +1655,37 @@ impl Network {
         inner.next_session += 1;
         let session = inner.next_session;
         let t = now_ms();
-        for (name, spec, p) in declared {
-            let stored = pb::Printer {
-                name: name.clone(),
-                spec: Some(spec.clone()),
-                state: pb::PrinterState::Idle as i32,
-                last_seen_time: Some(timestamp(t)),
-                queued_work_s: 0.0,
-                active_jobs: 0,
-            };
-            self.state
-                .store
-                .put_printer(&name, &stored.encode_to_vec())
-                .map_err(store_status)?;
-            inner
-                .fleet
-                .upsert(p)
-                .map_err(|e| bad_request("hello.printers", e.to_string()))?;
-            inner.profiles.extend(spec.profiles.iter().cloned());
-            inner.printers.insert(
-                name.clone(),
-                PrinterEntry {
-                    node: node.to_string(),
-                    spec,
-                    state: pb::PrinterState::Idle,
-                    last_seen_ms: t,
-                },
-            );
-            let (work, n) = inner.queues.get(&name).copied().unwrap_or_default();
-            let _ = inner.fleet.set_queue(&name, work, n);
+        {
+            let mut fleet = self.fleet_mut();
+            for (name, spec, p) in declared {
+                let stored = pb::Printer {
+                    name: name.clone(),
+                    spec: Some(spec.clone()),
+                    state: pb::PrinterState::Idle as i32,
+                    last_seen_time: Some(timestamp(t)),
+                    queued_work_s: 0.0,
+                    active_jobs: 0,
+                };
+                self.state
+                    .store
+                    .put_printer(&name, &stored.encode_to_vec())
+                    .map_err(store_status)?;
+                fleet
+                    .upsert(p)
+                    .map_err(|e| bad_request("hello.printers", e.to_string()))?;
+                extend_profiles(&mut inner.profiles, &spec.profiles);
+                let (work, n) = inner.queues.get(&name).copied().unwrap_or_default();
+                let _ = fleet.set_queue(&name, work, n);
+                inner.printers.insert(
+                    Arc::from(name),
+                    PrinterEntry {
+                        node: node.to_string(),
+                        spec,
+                        state: pb::PrinterState::Idle,
+                        last_seen_ms: t,
+                    },
+                );
+            }
         }
         inner.nodes.insert(
             node.to_string(),
@@ -1250,7 +1714,7 @@ impl Network {
         for h in &hello.held_jobs {
             let current = names::parse(&h.job, "jobs")
                 .and_then(|id| inner.jobs.get(id))
-                .filter(|a| node_of(&a.job.printer) == node && a.job.epoch == h.epoch);
+                .filter(|a| a.on_node(node) && a.epoch == h.epoch);
             if current.is_none() {
                 let _ = tx.send(Ok(pb::RouterMessage {
                     msg: Some(pb::router_message::Msg::Fenced(pb::Fenced {
@@ -1264,19 +1728,19 @@ impl Network {
         let mine: Vec<String> = inner
             .jobs
             .iter()
-            .filter(|(_, a)| node_of(&a.job.printer) == node)
+            .filter(|(_, a)| a.on_node(node))
             .map(|(id, _)| id.clone())
             .collect();
         for id in mine {
             let Some(a) = inner.jobs.get_mut(&id) else {
                 continue;
             };
-            let holds = held.get(&a.job.name) == Some(&a.job.epoch);
+            let holds = held.get(&names::job(&id)) == Some(&a.epoch);
             if holds {
                 a.lost_since = None;
                 continue;
             }
-            if a.job.state == pb::JobState::Printing as i32 {
+            if a.state == pb::JobState::Printing {
                 // The node no longer knows a print it was running: that print is lost.
                 self.reroute(
                     &mut inner,
@@ -1285,8 +1749,10 @@ impl Network {
                     false,
                 );
             } else {
-                let job = a.job.clone();
-                self.dispatch(&inner, &job);
+                match self.stored(&id) {
+                    Ok((_, job)) => self.dispatch(&inner, &job),
+                    Err(e) => tracing::error!(job = %id, error = %e, "cannot resend a job"),
+                }
             }
         }
         self.place_queued(&mut inner);
@@ -1327,10 +1793,10 @@ impl Network {
             Msg::PrinterStatus(s) => {
                 let name = names::printer(node, &s.printer_id);
                 let state = pb::PrinterState::try_from(s.state).unwrap_or(pb::PrinterState::Idle);
-                if let Some(p) = inner.printers.get_mut(&name) {
+                if let Some(p) = inner.printers.get_mut(name.as_str()) {
                     p.state = state;
                     p.last_seen_ms = now_ms();
-                    let _ = inner.fleet.set_state(&name, printer_state(state));
+                    let _ = self.fleet_mut().set_state(&name, printer_state(state));
                 }
             }
             Msg::Ack(ack) => {
@@ -1346,54 +1812,76 @@ impl Network {
                     return;
                 };
                 let Some(a) = inner.jobs.get(&id) else { return };
-                let mut job = a.job.clone();
+                let starts = a.state == pb::JobState::Assigned;
+                let moved = (p.fraction - a.progress).abs() >= PROGRESS_STEP || p.fraction >= 1.0;
+                if !(starts || moved) {
+                    return; // nothing worth a write
+                }
+                let (rec, mut job) = match self.stored(&id) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "progress not stored");
+                        return;
+                    }
+                };
                 let mut events = Vec::new();
-                if job.state == pb::JobState::Assigned as i32 {
+                if starts {
                     job.state = pb::JobState::Printing as i32;
                     events.push((pb::JobEventKind::Started, "printing started".to_string()));
                 }
-                let moved = (p.fraction - job.progress_fraction).abs() >= PROGRESS_STEP
-                    || p.fraction >= 1.0;
                 job.progress_fraction = p.fraction.clamp(0.0, 1.0);
-                if moved || !events.is_empty() {
-                    events.push((
-                        pb::JobEventKind::Progress,
-                        format!(
-                            "{:.0}% {} layer {}/{} {:.0} s left",
-                            p.fraction * 100.0,
-                            p.phase,
-                            p.layer,
-                            p.layers_total,
-                            p.remaining_s
-                        ),
-                    ));
-                    if let Err(e) = self.commit(&mut inner, job, events) {
-                        tracing::warn!(job = %id, error = %e, "progress not stored");
-                    }
+                events.push((
+                    pb::JobEventKind::Progress,
+                    format!(
+                        "{:.0}% {} layer {}/{} {:.0} s left",
+                        p.fraction * 100.0,
+                        p.phase,
+                        p.layer,
+                        p.layers_total,
+                        p.remaining_s
+                    ),
+                ));
+                if let Err(e) = self.commit(&mut inner, &rec.owner, job, events) {
+                    tracing::warn!(job = %id, error = %e, "progress not stored");
                 }
             }
             Msg::Result(r) => {
                 let Some(id) = self.fenced(&mut inner, node, &r.job, r.epoch) else {
                     return;
                 };
-                let Some(a) = inner.jobs.get(&id) else { return };
-                let mut job = a.job.clone();
-                if r.success {
-                    job.state = pb::JobState::Completed as i32;
-                    job.progress_fraction = 1.0;
-                    let _ = self.commit(
-                        &mut inner,
-                        job,
-                        vec![(pb::JobEventKind::Completed, "print completed".into())],
-                    );
-                } else if r.printer_fault {
+                if r.success || !r.printer_fault {
+                    let (rec, mut job) = match self.stored(&id) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::error!(job = %id, error = %e, "result not stored");
+                            return;
+                        }
+                    };
+                    let res = if r.success {
+                        job.state = pb::JobState::Completed as i32;
+                        job.progress_fraction = 1.0;
+                        self.commit(
+                            &mut inner,
+                            &rec.owner,
+                            job,
+                            vec![(pb::JobEventKind::Completed, "print completed".into())],
+                        )
+                    } else {
+                        job.state = pb::JobState::Failed as i32;
+                        job.failure_reason = r.reason.clone();
+                        self.commit(
+                            &mut inner,
+                            &rec.owner,
+                            job,
+                            vec![(pb::JobEventKind::Failed, r.reason)],
+                        )
+                    };
+                    if let Err(e) = res {
+                        tracing::error!(job = %id, error = %e, "result not stored");
+                    }
+                } else {
                     let why = format!("printer failed: {}", r.reason);
                     self.reroute(&mut inner, &id, &why, true);
-                } else {
-                    job.state = pb::JobState::Failed as i32;
-                    job.failure_reason = r.reason.clone();
-                    let _ =
-                        self.commit(&mut inner, job, vec![(pb::JobEventKind::Failed, r.reason)]);
                 }
                 self.place_queued(&mut inner);
             }
@@ -1407,7 +1895,7 @@ impl Network {
         let ok = inner
             .jobs
             .get(&id)
-            .is_some_and(|a| a.job.epoch == epoch && node_of(&a.job.printer) == node);
+            .is_some_and(|a| a.epoch == epoch && a.on_node(node));
         if ok {
             return Some(id);
         }
@@ -1447,23 +1935,20 @@ impl Network {
                     )));
                 }
             }
-            let printers: Vec<String> = inner
-                .printers
-                .iter()
-                .filter(|(_, p)| &p.node == node)
-                .map(|(n, _)| n.clone())
-                .collect();
-            for p in printers {
-                if let Some(e) = inner.printers.get_mut(&p) {
-                    e.state = pb::PrinterState::Offline;
+            {
+                let mut fleet = self.fleet_mut();
+                for (name, p) in inner.printers.iter_mut() {
+                    if &p.node == node {
+                        p.state = pb::PrinterState::Offline;
+                        let _ = fleet.set_state(name, sched::PrinterState::Offline);
+                    }
                 }
-                let _ = inner.fleet.set_state(&p, sched::PrinterState::Offline);
             }
             let jobs: Vec<(String, bool)> = inner
                 .jobs
                 .iter()
-                .filter(|(_, a)| node_of(&a.job.printer) == node)
-                .map(|(id, a)| (id.clone(), a.job.state == pb::JobState::Printing as i32))
+                .filter(|(_, a)| a.on_node(node))
+                .map(|(id, a)| (id.clone(), a.state == pb::JobState::Printing))
                 .collect();
             for (id, printing) in jobs {
                 if printing {
@@ -1516,14 +2001,14 @@ impl Network {
             .printers
             .iter()
             .map(|(name, p)| {
-                let q = inner.fleet.get(name);
+                let (work, n) = inner.queues.get(&**name).copied().unwrap_or_default();
                 pb::Printer {
-                    name: name.clone(),
+                    name: name.to_string(),
                     spec: Some(p.spec.clone()),
                     state: p.state as i32,
                     last_seen_time: Some(timestamp(p.last_seen_ms)),
-                    queued_work_s: q.map(|q| q.queued_work_s).unwrap_or(0.0),
-                    active_jobs: q.map(|q| q.active_jobs).unwrap_or(0),
+                    queued_work_s: work,
+                    active_jobs: n,
                 }
             })
             .collect();
@@ -1542,5 +2027,100 @@ impl Network {
                     .map_err(|e| Status::internal(format!("stored event unreadable: {e}")))
             })
             .collect()
+    }
+}
+
+/// The jobs of one submission, built (and encoded) before the registry lock is taken.
+struct NewJobs {
+    recs: Vec<JobRecord>,
+    /// Per job: its first events, and the same encoded for the store.
+    events: Vec<Vec<pb::JobEvent>>,
+    encoded: Vec<Vec<Vec<u8>>>,
+    /// Per job: the job and the estimated print time of its copy.
+    jobs: Vec<(pb::Job, f64)>,
+}
+
+impl NewJobs {
+    fn build(
+        who: &crate::auth::Principal,
+        assignment: &sched::Assignment,
+        design_name: &str,
+        coarse: &str,
+        spec: &pb::JobSpec,
+    ) -> NewJobs {
+        let t = now_ms();
+        let n = assignment.placements.len();
+        let mut new = NewJobs {
+            recs: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            encoded: Vec::with_capacity(n),
+            jobs: Vec::with_capacity(n),
+        };
+        for p in &assignment.placements {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            let job = pb::Job {
+                name: names::job(&id),
+                design: design_name.to_string(),
+                owner: format!("principals/{}", who.id),
+                state: pb::JobState::Assigned as i32,
+                printer: p.printer_id.clone(),
+                epoch: 1,
+                coarse_geohash: coarse.to_string(),
+                progress_fraction: 0.0,
+                create_time: Some(timestamp(t)),
+                update_time: Some(timestamp(t)),
+                placement: Some(placement_to_pb(p, design_name)),
+                failure_reason: String::new(),
+                reroutes: 0,
+                spec: Some(spec.clone()),
+            };
+            let ev =
+                |seq: u64, kind: pb::JobEventKind, state: pb::JobState, msg: String| pb::JobEvent {
+                    job: job.name.clone(),
+                    sequence: seq,
+                    kind: kind as i32,
+                    state: state as i32,
+                    time: Some(timestamp(t)),
+                    printer: if kind == pb::JobEventKind::Assigned {
+                        job.printer.clone()
+                    } else {
+                        String::new()
+                    },
+                    epoch: if kind == pb::JobEventKind::Assigned {
+                        1
+                    } else {
+                        0
+                    },
+                    message: msg,
+                    ..Default::default()
+                };
+            let evs = vec![
+                ev(
+                    1,
+                    pb::JobEventKind::Created,
+                    pb::JobState::Queued,
+                    "job created".into(),
+                ),
+                ev(
+                    2,
+                    pb::JobEventKind::Assigned,
+                    pb::JobState::Assigned,
+                    format!("assigned to {}: {}", p.makerspace, p.reasons.join("; ")),
+                ),
+            ];
+            new.recs.push(JobRecord {
+                id,
+                owner: who.id.clone(),
+                version: 0,
+                last_seq: 2,
+                active: true,
+                job: job.encode_to_vec(),
+            });
+            new.encoded
+                .push(evs.iter().map(|e| e.encode_to_vec()).collect());
+            new.events.push(evs);
+            new.jobs.push((job, p.estimate.print_time_s));
+        }
+        new
     }
 }

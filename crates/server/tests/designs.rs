@@ -743,3 +743,131 @@ async fn estimates_are_computed_once_and_explain_refusals() {
     assert_eq!(e.code(), Code::InvalidArgument);
     r.stop().await;
 }
+
+/// A reference G-code file (gzipped beside the STL files), unpacked.
+fn reference_gcode(name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/gcode")
+        .join(name);
+    let gz = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+async fn upload_gcode(
+    c: &mut DesignServiceClient<Authed>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<pb::Design, tonic::Status> {
+    let mut first = meta(name, bytes.len() as u64, "");
+    if let Some(pb::upload_design_request::Payload::Metadata(m)) = &mut first.payload {
+        m.format = pb::DesignFormat::Gcode as i32;
+    }
+    let mut msgs = vec![first];
+    msgs.extend(bytes.chunks(64 * 1024).map(chunk));
+    c.upload_design(tokio_stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The number after `; {key} = ` in a PrusaSlicer file.
+fn stated(gcode: &[u8], key: &str) -> String {
+    let text = String::from_utf8_lossy(gcode);
+    let prefix = format!("; {key} = ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("the file states no {key}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn pre_sliced_gcode_uploads_with_its_own_figures_and_bad_gcode_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_upload_bytes: 4 << 20,
+        ..Limits::default()
+    };
+    let r = Router::start(dir.path(), limits).await;
+    let alice = r.designer("alice").await;
+    let mut c = r.designs(&alice);
+
+    let gcode = reference_gcode("prusaslicer_B__trimesh__20mm-xyz-cube.gcode.gz");
+    let d = upload_gcode(&mut c, "cube.gcode", &gcode).await.unwrap();
+    assert_eq!(d.format, pb::DesignFormat::Gcode as i32);
+    assert!(d.mesh_report.is_none());
+    let g = d.gcode_report.expect("a G-code report");
+    // What the file says about itself comes back in the report.
+    let grams: f64 = stated(&gcode, "filament used [g]").parse().unwrap();
+    assert!((g.slicer_filament_g - grams).abs() < 1e-6, "{g:?}");
+    assert!(g.slicer_time_s > 60.0);
+    assert_eq!(g.firmware_flavor, stated(&gcode, "gcode_flavor"));
+    assert_eq!(g.filament_type, stated(&gcode, "filament_type"));
+    let layer_changes = String::from_utf8_lossy(&gcode)
+        .lines()
+        .filter(|l| *l == ";LAYER_CHANGE")
+        .count();
+    assert_eq!(g.layers as usize, layer_changes);
+    // The cube is 20 mm tall and printed near the bed's centre.
+    let max = g.print_max_mm.unwrap();
+    assert!((max.z - 20.0).abs() < 0.01, "{max:?}");
+    assert!(max.x > 100.0 && max.x < 200.0, "{max:?}");
+
+    // A G-code design has no mesh to report or repair, and says so.
+    let e = c
+        .get_mesh_report(pb::GetMeshReportRequest {
+            name: d.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = c
+        .repair_design(pb::RepairDesignRequest {
+            name: d.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let got = c
+        .get_design(pb::GetDesignRequest {
+            name: d.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.gcode_report.unwrap().layers, g.layers);
+    c.delete_design(pb::DeleteDesignRequest { name: d.name })
+        .await
+        .unwrap();
+
+    // An STL sent as G-code, a binary .bgcode, and a file with a line longer than the limit
+    // are refused with the reason, and leave nothing behind.
+    let stl = reference("trimesh__20mm-xyz-cube.stl");
+    let e = upload_gcode(&mut c, "cube.gcode", &stl).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = upload_gcode(&mut c, "x.bgcode", b"GCDE\x01\x00\x00\x00rest")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("bgcode"), "{}", e.message());
+    let mut long = b"G28\nG1 X10 Y10 Z0.2 E1 ; ".to_vec();
+    long.extend(std::iter::repeat_n(
+        b'x',
+        fabrouter_server::designs::MAX_GCODE_LINE_BYTES + 1,
+    ));
+    long.push(b'\n');
+    let e = upload_gcode(&mut c, "long.gcode", &long).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let list = c
+        .list_designs(pb::ListDesignsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.designs.is_empty(), "{:?}", list.designs);
+    assert!(r.blob_files().is_empty(), "{:?}", r.blob_files());
+    r.stop().await;
+}

@@ -149,8 +149,18 @@ pub trait Store: Send + Sync + 'static {
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
     /// The owner's jobs, newest first, after the id `after` (exclusive).
     fn list_jobs(&self, owner: &str, after: Option<&str>, limit: usize) -> Result<Vec<JobRecord>>;
+    /// Calls `visit` with every job not yet finished, oldest first, one record at a time (a
+    /// restart with many active jobs never holds all their records at once).
+    fn visit_active_jobs(&self, visit: &mut dyn FnMut(JobRecord) -> Result<()>) -> Result<()>;
     /// Jobs not yet finished, oldest first.
-    fn active_jobs(&self) -> Result<Vec<JobRecord>>;
+    fn active_jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        self.visit_active_jobs(&mut |rec| {
+            out.push(rec);
+            Ok(())
+        })?;
+        Ok(out)
+    }
     /// Encoded events of a job with sequence >= `from_seq`, in order.
     fn job_events(&self, id: &str, from_seq: u64) -> Result<Vec<Vec<u8>>>;
 

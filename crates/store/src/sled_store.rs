@@ -4,9 +4,12 @@
 //! (sha256 -> u64 count), `tokens` (id -> record), `token_secrets` (secret sha256 -> id), `nodes`
 //! (node id -> record), `cache` (key -> bytes), `jobs` (id -> record), `owner_jobs`
 //! (owner NUL id -> ()), `active_jobs` (id -> ()), `job_events` (id NUL seq(u64 BE) -> event),
-//! `idempotency` (owner NUL key -> job ids), `printers` (name -> encoded printer). Multi-tree changes go through one sled
-//! transaction; the blob file is written before and removed after it, and a start-up sweep
+//! `idempotency` (owner NUL key -> job ids), `printers` (name -> encoded printer). Multi-tree
+//! changes go through one sled transaction; the blob file is written before and removed after it, and a start-up sweep
 //! removes blobs that no record counts (a crash between the two steps).
+//!
+//! Records are JSON except jobs, the most numerous and most often rewritten: those use a compact
+//! binary layout ([`encode_job`]); job records written as JSON by older versions still read.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -19,6 +22,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::{
     BlobDir, Created, DesignRecord, JobRecord, NodeRecord, Result, Store, StoreError, TokenRecord,
 };
+
+/// sled's page cache. Its default (1 GiB) would keep the whole history of jobs and events in
+/// memory; what is read often (active jobs, tokens, designs) fits in far less, and the rest is
+/// read back through the OS page cache when asked for.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub struct SledStore {
     db: sled::Db,
@@ -45,7 +53,10 @@ impl SledStore {
     /// Opens (creating) the store under `dir`: `dir/db` for sled, `dir/blobs` for bytes.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new().path(dir.join("db")).open()?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
         let store = Self {
             designs: db.open_tree("designs")?,
             owner_designs: db.open_tree("owner_designs")?,
@@ -102,6 +113,93 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
         tree,
         reason: e.to_string(),
     })
+}
+
+/// First byte of a binary job record (a JSON record starts with `{`).
+const JOB_FORMAT_V1: u8 = 1;
+/// Tag, version, last sequence, active flag.
+const JOB_HEADER_LEN: usize = 1 + 8 + 8 + 1;
+
+/// A job record as `[1][version u64 LE][last_seq u64 LE][active u8][id len u32 LE][id]`
+/// `[owner len u32 LE][owner][encoded job...]`: the job bytes are kept as they are, where
+/// JSON would write each byte as a decimal number (three times the size, and slow to parse).
+fn encode_job(job: &JobRecord) -> Result<Vec<u8>> {
+    let len = |s: &str| {
+        u32::try_from(s.len()).map_err(|_| StoreError::Corrupt {
+            tree: "jobs",
+            reason: format!("job {}: id or owner longer than 4 GiB", job.id),
+        })
+    };
+    let (id_len, owner_len) = (len(&job.id)?, len(&job.owner)?);
+    let mut out =
+        Vec::with_capacity(JOB_HEADER_LEN + 8 + job.id.len() + job.owner.len() + job.job.len());
+    out.push(JOB_FORMAT_V1);
+    out.extend_from_slice(&job.version.to_le_bytes());
+    out.extend_from_slice(&job.last_seq.to_le_bytes());
+    out.push(u8::from(job.active));
+    out.extend_from_slice(&id_len.to_le_bytes());
+    out.extend_from_slice(job.id.as_bytes());
+    out.extend_from_slice(&owner_len.to_le_bytes());
+    out.extend_from_slice(job.owner.as_bytes());
+    out.extend_from_slice(&job.job);
+    Ok(out)
+}
+
+fn corrupt_job(reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        tree: "jobs",
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads a job record in either layout.
+fn decode_job(bytes: &[u8]) -> Result<JobRecord> {
+    if bytes.first() != Some(&JOB_FORMAT_V1) {
+        return decode("jobs", bytes);
+    }
+    let (version, last_seq) = job_header(bytes)?;
+    let mut rest = &bytes[JOB_HEADER_LEN..];
+    let mut text = || -> Result<String> {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt_job("truncated job record"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(corrupt_job("truncated job record"));
+        }
+        let (s, tail) = tail.split_at(len);
+        rest = tail;
+        String::from_utf8(s.to_vec()).map_err(|e| corrupt_job(&e.to_string()))
+    };
+    let id = text()?;
+    let owner = text()?;
+    Ok(JobRecord {
+        id,
+        owner,
+        version,
+        last_seq,
+        active: bytes[JOB_HEADER_LEN - 1] != 0,
+        job: rest.to_vec(),
+    })
+}
+
+/// Version and last sequence of a stored job record, without copying the job.
+fn job_header(bytes: &[u8]) -> Result<(u64, u64)> {
+    if bytes.first() != Some(&JOB_FORMAT_V1) {
+        let rec: JobRecord = decode("jobs", bytes)?;
+        return Ok((rec.version, rec.last_seq));
+    }
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| corrupt_job("truncated job record"))
+    };
+    if bytes.len() < JOB_HEADER_LEN {
+        return Err(corrupt_job("truncated job record"));
+    }
+    Ok((field(1)?, field(9)?))
 }
 
 fn owner_key(owner: &str, id: &str) -> Vec<u8> {
@@ -299,10 +397,7 @@ impl Store for SledStore {
         jobs: &[JobRecord],
         events: &[Vec<Vec<u8>>],
     ) -> Result<Created> {
-        let values = jobs
-            .iter()
-            .map(|j| encode("jobs", j))
-            .collect::<Result<Vec<_>>>()?;
+        let values = jobs.iter().map(encode_job).collect::<Result<Vec<_>>>()?;
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
         let ids_value = encode("idempotency", &ids)?;
         let idem = owner_key(owner, idempotency_key);
@@ -348,21 +443,19 @@ impl Store for SledStore {
     }
 
     fn update_job(&self, job: &JobRecord, events: &[Vec<u8>]) -> Result<()> {
-        let value = encode("jobs", job)?;
+        let value = encode_job(job)?;
         let trees = (&self.jobs, &self.active_jobs, &self.job_events);
         trees
             .transaction(|(t_jobs, t_active, t_events)| {
-                let current: JobRecord = match t_jobs.get(job.id.as_bytes())? {
-                    Some(v) => decode("jobs", &v).map_err(ConflictableTransactionError::Abort)?,
+                let (version, last_seq) = match t_jobs.get(job.id.as_bytes())? {
+                    Some(v) => job_header(&v).map_err(ConflictableTransactionError::Abort)?,
                     None => {
                         return Err(ConflictableTransactionError::Abort(StoreError::NotFound(
                             format!("job {}", job.id),
                         )));
                     }
                 };
-                if current.version + 1 != job.version
-                    || current.last_seq + events.len() as u64 != job.last_seq
-                {
+                if version + 1 != job.version || last_seq + events.len() as u64 != job.last_seq {
                     return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
                         format!("job {}", job.id),
                     )));
@@ -374,10 +467,7 @@ impl Store for SledStore {
                     t_active.remove(job.id.as_bytes())?;
                 }
                 for (n, ev) in events.iter().enumerate() {
-                    t_events.insert(
-                        event_key(&job.id, current.last_seq + n as u64 + 1),
-                        ev.as_slice(),
-                    )?;
+                    t_events.insert(event_key(&job.id, last_seq + n as u64 + 1), ev.as_slice())?;
                 }
                 Ok(())
             })
@@ -387,7 +477,7 @@ impl Store for SledStore {
     fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
         self.jobs
             .get(id.as_bytes())?
-            .map(|v| decode("jobs", &v))
+            .map(|v| decode_job(&v))
             .transpose()
     }
 
@@ -416,15 +506,14 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn active_jobs(&self) -> Result<Vec<JobRecord>> {
-        let mut out = Vec::new();
+    fn visit_active_jobs(&self, visit: &mut dyn FnMut(JobRecord) -> Result<()>) -> Result<()> {
         for item in self.active_jobs.iter() {
             let (id, _) = item?;
             if let Some(v) = self.jobs.get(&id)? {
-                out.push(decode("jobs", &v)?);
+                visit(decode_job(&v)?)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn job_events(&self, id: &str, from_seq: u64) -> Result<Vec<Vec<u8>>> {
@@ -644,6 +733,41 @@ mod tests {
             .map(|j| j.id)
             .collect();
         assert_eq!(listed, ["j2", "j1"]);
+    }
+
+    #[test]
+    fn job_records_round_trip_and_json_records_of_older_versions_still_read() {
+        let rec = JobRecord {
+            id: "0190abcd".into(),
+            owner: "alice".into(),
+            version: 7,
+            last_seq: 12,
+            active: true,
+            job: vec![0, 1, 2, 255, b'{'],
+        };
+        let bytes = encode_job(&rec).unwrap();
+        assert_eq!(decode_job(&bytes).unwrap(), rec);
+        assert_eq!(job_header(&bytes).unwrap(), (7, 12));
+        assert!(matches!(
+            decode_job(&bytes[..bytes.len() - 6]),
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        // A record written as JSON before the binary layout existed: read, then updated.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let old = job("j1", 0, 1, true);
+        store
+            .jobs
+            .insert("j1", encode("jobs", &old).unwrap())
+            .unwrap();
+        store.active_jobs.insert("j1", &[] as &[u8]).unwrap();
+        assert_eq!(store.get_job("j1").unwrap(), Some(old));
+        store
+            .update_job(&job("j1", 1, 2, false), &[b"done".to_vec()])
+            .unwrap();
+        assert_eq!(store.get_job("j1").unwrap(), Some(job("j1", 1, 2, false)));
+        assert!(store.active_jobs().unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,350 @@
+//! The client examples run as a marketplace developer would run them, against a real `fabd` and a
+//! `fab-node` with one `virtual-printer`: `examples/upload_and_watch.rs` (Rust) and
+//! `examples/python/client.py` (Python, grpcio). Each uploads the reference cube, takes the best
+//! quote, submits, and watches the job until it completes.
+//!
+//! Needs `prusa-slicer` on PATH (the node slices); the Python test also needs grpcio-tools
+//! (`python3 -m pip install -r examples/python/requirements.txt`). Without them the tests say
+//! SKIPPING loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use fabrouter::{FabNode, Fabd, VirtualPrinter, fab, fab_json, have_tool, reference, wait_for};
+
+/// The customer (Potsdam) and the makerspace (Berlin).
+const CUSTOMER: (&str, &str) = ("52.39", "13.06");
+const MAKERSPACE: &str = "Berlin Lab";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/clients-…`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The Rust example, built once with the same cargo and profile as this test.
+fn rust_example() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(repo()).args([
+                "build",
+                "-p",
+                "fabrouter",
+                "--example",
+                "upload_and_watch",
+            ]);
+            if profile_dir().file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("running cargo build --example");
+            assert!(
+                status.success(),
+                "building the upload_and_watch example failed"
+            );
+            let exe = profile_dir().join("examples/upload_and_watch");
+            assert!(exe.exists(), "{} was not built", exe.display());
+            exe
+        })
+        .clone()
+}
+
+/// Whether the Python client can run here; says so loudly when it cannot.
+fn have_python_grpc() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "\n*** SKIPPING: python3 with grpcio-tools is not installed \
+             (python3 -m pip install -r examples/python/requirements.txt) ***\n"
+        );
+    }
+    ok
+}
+
+/// Runs a client to its end (killed after `secs`), its stdout and stderr captured in files so a
+/// chatty client can never block on a full pipe.
+fn run_client(mut cmd: Command, dir: &Path, name: &str, secs: u64) -> Output {
+    let out_path = dir.join(format!("{name}.stdout"));
+    let err_path = dir.join(format!("{name}.stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        // No developer's own server or token leaks into the test.
+        .env_remove("FAB_SERVER")
+        .env_remove("FAB_TOKEN")
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the {name} client: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the client") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the {name} client ran longer than {secs} s; its output:\n{}\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    }
+}
+
+/// A router with one makerspace node and its one (virtual) printer, and a designer's token.
+struct World {
+    designer: String,
+    // Fields drop in this order: the node, then its printer, then the router, then their files.
+    node: FabNode,
+    printer: VirtualPrinter,
+    fabd: Fabd,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn start() -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fabd = Fabd::start(&dir.path().join("fabd"));
+        let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
+        let secret = |args: &[&str]| {
+            fab_json(&server, &admin, args)["secret"]
+                .as_str()
+                .expect("a secret")
+                .to_string()
+        };
+        let designer = secret(&["admin", "token", "create", "--role", "designer"]);
+        let node_secret = secret(&["admin", "node", "create", "berlin"]);
+        let printer = VirtualPrinter::start(
+            &dir.path().join("mk3.tty"),
+            &dir.path().join("mk3.record"),
+            &[],
+        );
+        let config = dir.path().join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"router = "{server}"
+node_id = "berlin"
+secret = "{node_secret}"
+state_dir = "{state}"
+
+[[printer]]
+id = "mk3"
+port = "{port}"
+baud = 250000
+profile = "prusaslicer-b"
+technology = "fdm"
+build_volume_mm = [250, 210, 210]
+nozzle_mm = 0.4
+materials = [{{ kind = "PLA", colour = "black" }}]
+location = {{ lat = 52.52, lon = 13.405 }}
+price = {{ currency = "EUR", per_hour = 2.0, per_gram = 0.05, setup_fee = 3.0 }}
+makerspace = "{MAKERSPACE}"
+"#,
+                state = dir.path().join("node-state").display(),
+                port = printer.link.display(),
+            ),
+        )
+        .expect("writing the node config");
+        let node = FabNode::start(&config, &dir.path().join("node.log"));
+        wait_for("the printer to be idle at the router", 60, || {
+            let out = fab(&server, &designer, &["printers", "--json"]);
+            String::from_utf8_lossy(&out.stdout).contains("\"idle\"")
+        });
+        World {
+            designer,
+            node,
+            printer,
+            fabd,
+            dir,
+        }
+    }
+
+    fn server(&self) -> &str {
+        &self.fabd.addr
+    }
+
+    /// The client's flags after the program: server, token, customer location, the cube.
+    fn client_args(&self, token: &str) -> Vec<String> {
+        let cube = reference("stl/trimesh__20mm-xyz-cube.stl");
+        vec![
+            "--server".into(),
+            self.server().into(),
+            "--token".into(),
+            token.into(),
+            "--lat".into(),
+            CUSTOMER.0.into(),
+            "--lon".into(),
+            CUSTOMER.1.into(),
+            "--material".into(),
+            "PLA".into(),
+            cube.display().to_string(),
+        ]
+    }
+
+    /// Checks what a client printed for a completed print, and that the router agrees.
+    fn assert_printed(&self, who: &str, out: &Output) {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let context = format!(
+            "{who} client, exit {:?}\n--- stdout\n{stdout}--- stderr\n{stderr}--- node log\n{}",
+            out.status.code(),
+            self.node.log_text()
+        );
+        assert!(out.status.success(), "{context}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+        assert!(
+            has("uploaded trimesh__20mm-xyz-cube.stl as designs/"),
+            "{context}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("mesh verdict: printable (")
+                    && l.ends_with(" triangles, 20.0 x 20.0 x 20.0 mm)")),
+            "{context}"
+        );
+        let best = lines
+            .iter()
+            .find(|l| l.starts_with("best option: "))
+            .unwrap_or_else(|| panic!("no quote line: {context}"));
+        assert!(
+            best.contains("nodes/berlin/printers/mk3 at Berlin Lab")
+                && best.contains(" km, ")
+                && best.contains(" EUR, ready in "),
+            "the quote names printer, makerspace, distance, price and ETA: {context}"
+        );
+        assert!(has("  why: "), "the quote's reasons: {context}");
+        let job = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("submitted "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no submitted line: {context}"));
+        assert!(job.starts_with("jobs/"), "{context}");
+        for kind in ["created", "assigned", "started", "completed"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("event #") && l.contains(&format!(" {kind} ("))),
+                "a {kind} event: {context}"
+            );
+        }
+        assert_eq!(
+            lines.last().copied(),
+            Some(format!("job {job} completed").as_str()),
+            "{context}"
+        );
+        let at_router = fab_json(self.server(), &self.designer, &["jobs", "get", job]);
+        assert_eq!(at_router["state"], "completed", "{at_router}");
+        assert!(
+            at_router["printer"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/printers/mk3")),
+            "{at_router}"
+        );
+        // The printer's record is written every second.
+        wait_for("the printer's record to show the job", 10, || {
+            self.printer.executed().len() > 1000
+        });
+    }
+}
+
+#[test]
+fn rust_example_uploads_quotes_submits_and_watches_to_completion() {
+    if !have_tool("prusa-slicer") {
+        return;
+    }
+    let exe = rust_example();
+    let world = World::start();
+    let started = Instant::now();
+    let mut cmd = Command::new(exe);
+    cmd.args(world.client_args(&world.designer));
+    let out = run_client(cmd, world.dir.path(), "rust", 300);
+    eprintln!("rust client: {:.1} s", started.elapsed().as_secs_f64());
+    world.assert_printed("rust", &out);
+}
+
+#[test]
+fn python_client_uploads_quotes_submits_and_watches_to_completion() {
+    if !have_tool("prusa-slicer") || !have_python_grpc() {
+        return;
+    }
+    let world = World::start();
+    let started = Instant::now();
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("examples/python/client.py"))
+        .args(world.client_args(&world.designer));
+    let out = run_client(cmd, world.dir.path(), "python", 300);
+    eprintln!("python client: {:.1} s", started.elapsed().as_secs_f64());
+    world.assert_printed("python", &out);
+}
+
+/// A wrong token and a missing file end in one clear line on stderr and a non-zero exit, never
+/// a panic or a traceback. Needs only `fabd`.
+#[test]
+fn clients_report_errors_plainly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fabd = Fabd::start(&dir.path().join("fabd"));
+    let cube = reference("stl/trimesh__20mm-xyz-cube.stl");
+    let cube = cube.to_str().expect("a UTF-8 path");
+    let missing = dir.path().join("missing.stl");
+    let missing = missing.to_str().expect("a UTF-8 path");
+    let python = have_python_grpc();
+    let cases = [
+        (
+            "wrong-token",
+            cube,
+            "UploadDesign failed: ",
+            "unauthenticated",
+        ),
+        ("any-token", missing, "cannot read ", "missing.stl"),
+    ];
+    for (token, file, says, and_says) in cases {
+        let flags = [
+            "--server", &fabd.addr, "--token", token, "--lat", "52.39", "--lon", "13.06", file,
+        ];
+        let mut clients = vec![("rust", Command::new(rust_example()))];
+        if python {
+            let mut py = Command::new("python3");
+            py.arg(repo().join("examples/python/client.py"));
+            clients.push(("python", py));
+        }
+        for (who, mut cmd) in clients {
+            cmd.args(flags);
+            let out = run_client(cmd, dir.path(), who, 60);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{who} {token}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("error: {says}"))
+                    && stderr.to_lowercase().contains(and_says)
+                    && stderr.lines().count() == 1,
+                "{who} {token}: one plain error line, got:\n{stderr}"
+            );
+        }
+    }
+    assert!(fabd.stop());
+}
