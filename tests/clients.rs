@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use fabrouter::{FabNode, Fabd, VirtualPrinter, fab, fab_json, have_tool, reference, wait_for};
+use fabrouter::{
+    FabNode, Fabd, VirtualPrinter, fab, fab_json, have_tool, printer_toml, reference, wait_for,
+};
 
 /// The customer (Potsdam) and the makerspace (Berlin).
 const CUSTOMER: (&str, &str) = ("52.39", "13.06");
@@ -31,11 +33,16 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The Rust example, built once with the same cargo and profile as this test.
+/// The Rust example: `cargo test` builds examples with the tests; when this test runs alone it
+/// is built here once, with the same cargo and profile.
 fn rust_example() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let exe = profile_dir().join("examples/upload_and_watch");
+            if exe.exists() {
+                return exe;
+            }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
             cmd.current_dir(repo()).args([
@@ -53,7 +60,6 @@ fn rust_example() -> PathBuf {
                 status.success(),
                 "building the upload_and_watch example failed"
             );
-            let exe = profile_dir().join("examples/upload_and_watch");
             assert!(exe.exists(), "{} was not built", exe.display());
             exe
         })
@@ -146,26 +152,9 @@ impl World {
         std::fs::write(
             &config,
             format!(
-                r#"router = "{server}"
-node_id = "berlin"
-secret = "{node_secret}"
-state_dir = "{state}"
-
-[[printer]]
-id = "mk3"
-port = "{port}"
-baud = 250000
-profile = "prusaslicer-b"
-technology = "fdm"
-build_volume_mm = [250, 210, 210]
-nozzle_mm = 0.4
-materials = [{{ kind = "PLA", colour = "black" }}]
-location = {{ lat = 52.52, lon = 13.405 }}
-price = {{ currency = "EUR", per_hour = 2.0, per_gram = 0.05, setup_fee = 3.0 }}
-makerspace = "{MAKERSPACE}"
-"#,
-                state = dir.path().join("node-state").display(),
-                port = printer.link.display(),
+                "router = \"{server}\"\nnode_id = \"berlin\"\nsecret = \"{node_secret}\"\nstate_dir = \"{}\"\n{}",
+                dir.path().join("node-state").display(),
+                printer_toml("mk3", &printer.link, (52.52, 13.405), MAKERSPACE),
             ),
         )
         .expect("writing the node config");

@@ -9,35 +9,14 @@
 use std::path::Path;
 
 use fabrouter::{
-    FabNode, Fabd, VirtualPrinter, fab_json, have_tool, read_record, reference, wait_for,
+    FabNode, Fabd, VirtualPrinter, fab_json, have_tool, printer_toml, read_record, reference,
+    wait_for,
 };
 
 /// Where the customer is (Potsdam), the near makerspace (Berlin) and the far one (Hamburg).
 const CUSTOMER: (&str, &str) = ("52.39", "13.06");
 const NEAR: (f64, f64) = (52.52, 13.405);
 const FAR: (f64, f64) = (53.55, 9.99);
-
-fn printer_toml(id: &str, port: &Path, at: (f64, f64), makerspace: &str) -> String {
-    format!(
-        r#"
-[[printer]]
-id = "{id}"
-port = "{port}"
-baud = 250000
-profile = "prusaslicer-b"
-technology = "fdm"
-build_volume_mm = [250, 210, 210]
-nozzle_mm = 0.4
-materials = [{{ kind = "PLA", colour = "black" }}]
-location = {{ lat = {lat}, lon = {lon} }}
-price = {{ currency = "EUR", per_hour = 2.0, per_gram = 0.05, setup_fee = 3.0 }}
-makerspace = "{makerspace}"
-"#,
-        port = port.display(),
-        lat = at.0,
-        lon = at.1,
-    )
-}
 
 /// The commands of a G-code file as the bridge sends them.
 fn gcode_commands(path: &Path) -> Vec<String> {

@@ -311,3 +311,27 @@ pub fn have_tool(name: &str) -> bool {
     }
     found
 }
+
+/// A `[[printer]]` table of a node TOML: an FDM printer with a 250 x 210 x 210 mm bed and black
+/// PLA, on `port`, at (lat, lon).
+pub fn printer_toml(id: &str, port: &Path, at: (f64, f64), makerspace: &str) -> String {
+    format!(
+        r#"
+[[printer]]
+id = "{id}"
+port = "{port}"
+baud = 250000
+profile = "prusaslicer-b"
+technology = "fdm"
+build_volume_mm = [250, 210, 210]
+nozzle_mm = 0.4
+materials = [{{ kind = "PLA", colour = "black" }}]
+location = {{ lat = {lat}, lon = {lon} }}
+price = {{ currency = "EUR", per_hour = 2.0, per_gram = 0.05, setup_fee = 3.0 }}
+makerspace = "{makerspace}"
+"#,
+        port = port.display(),
+        lat = at.0,
+        lon = at.1,
+    )
+}

@@ -162,36 +162,32 @@ impl Designs {
                 ),
             ));
         }
-        if let Some(summary) = gcode_summary {
-            let rec = DesignRecord {
-                id: uuid::Uuid::now_v7().simple().to_string(),
-                owner: who.id.clone(),
-                file_name: meta.file_name.clone(),
-                size_bytes: bytes.len() as u64,
-                sha256: sha,
-                format: pb::DesignFormat::Gcode as i32,
-                created_unix_ms: crate::auth::now_unix_ms(),
-                report: gcode_report_pb(&summary).encode_to_vec(),
-                repaired_from: None,
-            };
-            return self.put(rec, bytes).await;
-        }
-        let (bytes, report) = tokio::task::spawn_blocking(move || {
-            let parsed = mesh::parse_stl(&bytes, &mesh_limits);
-            parsed.map(|m| (bytes, mesh_report_pb(&m)))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("mesh check failed: {e}")))?
-        .map_err(parse_status)?;
+        let (format, bytes, report) = match gcode_summary {
+            Some(summary) => (
+                pb::DesignFormat::Gcode,
+                bytes,
+                gcode_report_pb(&summary).encode_to_vec(),
+            ),
+            None => {
+                let (bytes, report) = tokio::task::spawn_blocking(move || {
+                    let parsed = mesh::parse_stl(&bytes, &mesh_limits);
+                    parsed.map(|m| (bytes, mesh_report_pb(&m)))
+                })
+                .await
+                .map_err(|e| Status::internal(format!("mesh check failed: {e}")))?
+                .map_err(parse_status)?;
+                (pb::DesignFormat::Stl, bytes, report.encode_to_vec())
+            }
+        };
         let rec = DesignRecord {
             id: uuid::Uuid::now_v7().simple().to_string(),
             owner: who.id.clone(),
             file_name: meta.file_name.clone(),
             size_bytes: bytes.len() as u64,
             sha256: sha,
-            format: pb::DesignFormat::Stl as i32,
+            format: format as i32,
             created_unix_ms: crate::auth::now_unix_ms(),
-            report: report.encode_to_vec(),
+            report,
             repaired_from: None,
         };
         self.put(rec, bytes).await
