@@ -221,9 +221,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 
 /// Offline check; exits 1 when the mesh is not printable, 2 when it cannot be read.
 fn check(file: &Path, json: bool) -> anyhow::Result<std::process::ExitCode> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let m = match mesh::parse_stl(&bytes, &mesh::Limits::default()) {
-        Ok(m) => m,
+    let limits = mesh::Limits::default();
+    let bytes = mesh::read_file(file, limits.max_bytes)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let checked = match mesh::check_stl(&bytes, &limits) {
+        Ok(c) => c,
         Err(e) => {
             if json {
                 println!(
@@ -236,7 +238,7 @@ fn check(file: &Path, json: bool) -> anyhow::Result<std::process::ExitCode> {
             return Ok(std::process::ExitCode::from(2));
         }
     };
-    let report = fabrouter_server::designs::mesh_report_pb(&m);
+    let report = fabrouter_server::designs::stl_check_pb(&checked);
     if json {
         let mut v = output::report_json(&report);
         v["file"] = file.display().to_string().into();

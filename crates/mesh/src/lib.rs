@@ -34,6 +34,7 @@
 
 mod check;
 mod error;
+mod facets;
 mod mem;
 mod parse;
 mod repair;
@@ -47,7 +48,8 @@ pub use check::{
     check,
 };
 pub use error::{ParseError, ScanError};
-pub use parse::{MAX_SUPPORTED_TRIANGLES, parse_stl};
+pub use mem::read_file;
+pub use parse::{MAX_SUPPORTED_TRIANGLES, StlCheck, check_stl, parse_stl};
 pub use repair::{MAX_FILLED_HOLE_EDGES, RepairReport, repair};
 pub use scan::{ScanSummary, UploadScanner};
 pub use write::to_binary_stl;

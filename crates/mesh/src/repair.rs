@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Mesh;
 use crate::check::{facet_cross, inside_out_shells, shell_stats, signed_volume, to_v};
+use crate::facets::Soup;
 use crate::topology::{BOUNDARY, NO_SHELL, SKIPPED, Topology, edge_ends, repeats_vertex};
 use crate::weld::{Welded, weld};
 
@@ -308,7 +309,11 @@ fn flip_inside_out(facets: &mut [Facet], positions: &[[f32; 3]]) -> u64 {
         .iter()
         .map(|t| signed_volume(t, &facet_cross(t)))
         .sum();
-    let stats = shell_stats(&triangles, &corners, &topo, total_volume);
+    let soup = Soup {
+        triangles: &triangles,
+        normals: &[],
+    };
+    let stats = shell_stats(&soup, &corners, &topo, total_volume);
     let flipped = inside_out_shells(&stats);
     let mut flip_shell = vec![false; stats.len()];
     for &s in &flipped {

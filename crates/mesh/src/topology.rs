@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::mem;
+use crate::mem::Buf;
 use crate::weld::PARALLEL_MIN_TRIANGLES;
 
 /// Marker in `Topology::partner` for an edge used by a single facet.
@@ -37,13 +37,13 @@ pub(crate) struct BoundaryLoop {
 
 pub(crate) struct Topology {
     /// Per facet edge: the partner facet edge across it, or a marker.
-    pub partner: Vec<u32>,
+    pub partner: Buf<u32>,
     pub boundary_edges: u64,
     pub non_manifold_edges: u64,
     /// Edges shared by two facets that traverse it in the same direction.
     pub inconsistent_edges: u64,
     /// Per facet: its shell (connected through shared edges), or `NO_SHELL`.
-    pub shell_of: Vec<u32>,
+    pub shell_of: Buf<u32>,
     pub shells: u32,
 }
 
@@ -74,9 +74,9 @@ impl EdgeCounts {
 /// An edge's group (the facet edges along it) is known through its first facet edge: its
 /// partner entry is `BOUNDARY` (alone), another facet edge (a pair) or `NON_MANIFOLD`.
 struct Part {
-    begin: Vec<u32>,
-    used: Vec<u32>,
-    entries: Vec<u64>,
+    begin: Buf<u32>,
+    used: Buf<u32>,
+    entries: Buf<u64>,
     counts: EdgeCounts,
 }
 
@@ -206,7 +206,7 @@ impl Links<'_> {
     /// sizes the buckets, so they never overflow, and nothing needs sorting.
     fn match_part(&mut self, facets: &[[u32; 3]], vertex_count: usize) -> Part {
         let base = self.base as usize;
-        let mut begin: Vec<u32> = mem::zeroed(vertex_count + 1);
+        let mut begin: Buf<u32> = Buf::zeroed(vertex_count + 1);
         for c in facets.iter().filter(|c| !repeats_vertex(c)) {
             for i in 0..EDGES {
                 begin[c[i].min(c[(i + 1) % 3]) as usize + 1] += 1;
@@ -215,8 +215,8 @@ impl Links<'_> {
         for v in 0..vertex_count {
             begin[v + 1] += begin[v];
         }
-        let mut used: Vec<u32> = mem::zeroed(vertex_count);
-        let mut entries = mem::zeroed::<u64>(begin[vertex_count] as usize);
+        let mut used: Buf<u32> = Buf::zeroed(vertex_count);
+        let mut entries = Buf::<u64>::zeroed(begin[vertex_count] as usize);
         let mut counts = EdgeCounts::default();
         for (f, c) in facets.iter().enumerate() {
             if repeats_vertex(c) {
@@ -282,8 +282,8 @@ impl Topology {
     pub(crate) fn build(corners: &[[u32; 3]], vertex_count: usize) -> Topology {
         let facet_count = corners.len();
         let parallel = facet_count >= PARALLEL_MIN_TRIANGLES;
-        let mut partner: Vec<u32> = mem::zeroed(facet_count * EDGES);
-        let mut shell_of: Vec<u32> = mem::zeroed(facet_count);
+        let mut partner: Buf<u32> = Buf::zeroed(facet_count * EDGES);
+        let mut shell_of: Buf<u32> = Buf::zeroed(facet_count);
         let starts = corners.as_flattened();
         let counts = if parallel {
             // Each thread matches its own run of facets, in its own parts of the arrays; the
@@ -502,12 +502,12 @@ mod tests {
             }
         }
         Topology {
-            partner,
+            partner: partner.into(),
             boundary_edges: boundary,
             non_manifold_edges: non_manifold,
             inconsistent_edges: inconsistent,
             shells: number.len() as u32,
-            shell_of,
+            shell_of: shell_of.into(),
         }
     }
 
@@ -518,12 +518,12 @@ mod tests {
             .max()
             .map_or(0, |&v| v as usize + 1);
         let (t, r) = (Topology::build(corners, vertex_count), reference(corners));
-        assert_eq!(t.partner, r.partner);
+        assert_eq!(t.partner[..], r.partner[..]);
         assert_eq!(
             (t.boundary_edges, t.non_manifold_edges, t.inconsistent_edges),
             (r.boundary_edges, r.non_manifold_edges, r.inconsistent_edges)
         );
-        assert_eq!((t.shells, &t.shell_of), (r.shells, &r.shell_of));
+        assert_eq!((t.shells, &t.shell_of[..]), (r.shells, &r.shell_of[..]));
     }
 
     /// A strip of `n` triangles over a `2 x (n / 2 + 1)` grid of vertices.

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
-use crate::mem;
+use crate::facets::{Facets, Soup};
+use crate::mem::{self, Buf};
 
 /// Welded vertex positions and, per triangle, the indices of its three corners.
 pub(crate) struct Welded {
@@ -21,7 +22,7 @@ pub(crate) struct Welded {
 /// What the check needs from a weld: no positions, but the box of the finite vertices.
 pub(crate) struct WeldSummary {
     pub vertex_count: usize,
-    pub corners: Vec<[u32; 3]>,
+    pub corners: Buf<[u32; 3]>,
     /// Box of the vertices whose coordinates are all finite (min > max when there are none).
     pub min: [f32; 3],
     pub max: [f32; 3],
@@ -88,11 +89,36 @@ pub(crate) const PARALLEL_MIN_TRIANGLES: usize = 100_000;
 /// Blocks per thread: enough to balance a machine whose other work takes a core away.
 const BLOCKS_PER_THREAD: usize = 2;
 
-/// One slot of the recent-vertex cache.
+/// A key with a label (a vertex's number, or `EMPTY`), in 16 bytes where a `(Key, u32)` pair
+/// takes 24: the recent-vertex cache, the misses and the dedup tables are made of these.
 #[derive(Clone, Copy)]
 struct Slot {
-    key: Key,
+    xy: u64,
+    z: u32,
     label: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        xy: 0,
+        z: 0,
+        label: EMPTY,
+    };
+
+    fn new(k: &Key, label: u32) -> Slot {
+        Slot {
+            xy: k.xy,
+            z: k.z,
+            label,
+        }
+    }
+
+    fn key(&self) -> Key {
+        Key {
+            xy: self.xy,
+            z: self.z,
+        }
+    }
 }
 
 /// The misses of one block: how many, their keys in order when positions are wanted, the
@@ -101,7 +127,7 @@ struct Slot {
 struct BlockMisses {
     count: u32,
     keys: Vec<Key>,
-    parts: Vec<Vec<(Key, u32)>>,
+    parts: Vec<Vec<Slot>>,
     min: [f32; 3],
     max: [f32; 3],
 }
@@ -139,21 +165,22 @@ impl Plan {
     }
 }
 
-/// Labels each corner of a block with the index (within the block) of a miss with the same
-/// key. A vertex's first corner is always a miss, so the first miss of each key is its first
-/// use. Also folds `visit` over the block's facets (with their index and whether two corners
-/// weld together) while they are in cache.
-fn label_block<S>(
-    triangles: &[[[f32; 3]; 3]],
-    first_facet: usize,
+/// Labels each corner of facets `range` (written to `out`, one entry per facet) with the
+/// index (within the block) of a miss with the same key. A vertex's first corner is always a
+/// miss, so the first miss of each key is its first use. Also folds `visit` over the block's
+/// facets (with their index, stored normal and whether two corners weld together) while they
+/// are in cache.
+fn label_block<F: Facets, S>(
+    facets: &F,
+    range: std::ops::Range<usize>,
     plan: Plan,
     want_keys: bool,
     out: &mut [[u32; 3]],
     state: &mut S,
-    visit: &impl Fn(&mut S, usize, &[[f32; 3]; 3], bool),
+    visit: &impl Fn(&mut S, usize, &[[f32; 3]; 3], &[f32; 3], bool),
 ) -> BlockMisses {
     // A closed mesh has about half as many vertices as triangles; most corners hit the cache.
-    let expected = triangles.len() / 2 + 1024;
+    let expected = range.len() / 2 + 1024;
     let part_bits = plan.part_bits;
     let per_part = (expected >> part_bits) + (expected >> part_bits) / 4 + 16;
     let mut misses = BlockMisses {
@@ -170,31 +197,28 @@ fn label_block<S>(
         max: [f32::NEG_INFINITY; 3],
     };
     let shift = 32 - plan.recent_bits;
-    let mut recent = vec![
-        Slot {
-            key: Key::default(),
-            label: EMPTY,
-        };
-        1 << plan.recent_bits
-    ];
+    let mut recent = vec![Slot::EMPTY; 1 << plan.recent_bits];
     // Corners are looked up one by one rather than in a loop over an array of keys: that
     // array would live on the stack and be reread with wider loads than it was written with,
     // which stalls every lookup.
     let mut lookup = |k: Key| {
         let slot = &mut recent[recent_slot(&k, shift)];
-        if same(&slot.key, &k) && slot.label != EMPTY {
+        if same(&slot.key(), &k) && slot.label != EMPTY {
             return slot.label;
         }
         let label = misses.add(&k, part_bits, want_keys);
-        *slot = Slot { key: k, label };
+        *slot = Slot::new(&k, label);
         label
     };
-    for (f, (t, out)) in triangles.iter().zip(out).enumerate() {
+    let mut out = out.iter_mut();
+    facets.each(range, |f, t, n| {
         let (k0, k1, k2) = (key(&t[0]), key(&t[1]), key(&t[2]));
         let repeats = same(&k0, &k1) || same(&k1, &k2) || same(&k0, &k2);
-        visit(state, first_facet + f, t, repeats);
-        *out = [lookup(k0), lookup(k1), lookup(k2)];
-    }
+        visit(state, f, t, n, repeats);
+        if let Some(o) = out.next() {
+            *o = [lookup(k0), lookup(k1), lookup(k2)];
+        }
+    });
     misses
 }
 
@@ -206,7 +230,7 @@ impl BlockMisses {
         if want_keys {
             self.keys.push(*k);
         }
-        self.parts[partition(point_hash(k), part_bits)].push((*k, label));
+        self.parts[partition(point_hash(k), part_bits)].push(Slot::new(k, label));
         let p = k.point();
         if p.iter().all(|c| c.is_finite()) {
             for ((lo, hi), c) in self.min.iter_mut().zip(&mut self.max).zip(p) {
@@ -238,24 +262,26 @@ fn dedup_partition(
     blocks: &[BlockMisses],
     offsets: &[u32],
     part_bits: u32,
-    table: &mut Vec<(Key, u32)>,
+    table: &mut Vec<Slot>,
     firsts: &[AtomicU32],
 ) {
     let n: usize = blocks.iter().map(|b| b.parts[p].len()).sum();
     let size = (2 * n).max(2).next_power_of_two();
     table.clear();
-    table.resize(size, (Key::default(), EMPTY));
+    table.resize(size, Slot::EMPTY);
     for (b, &o) in blocks.iter().zip(offsets) {
-        for &(k, l) in &b.parts[p] {
+        for miss in &b.parts[p] {
+            let (k, l) = (miss.key(), miss.label);
             // The slot is picked by the hash bits after the partition bits.
             let mut s = (point_hash(&k) << part_bits >> 32) as usize & (size - 1);
             loop {
-                let (other, first) = table[s];
+                let slot = table[s];
+                let first = slot.label;
                 if first == EMPTY {
-                    table[s] = (k, o + l);
+                    table[s] = Slot::new(&k, o + l);
                     break;
                 }
-                if same(&other, &k) {
+                if same(&slot.key(), &k) {
                     // Each miss is written by the one partition that holds it.
                     firsts[(o + l) as usize].store(first, Ordering::Relaxed);
                     break;
@@ -295,21 +321,25 @@ fn first_of_key(blocks: &[BlockMisses], offsets: &[u32], plan: Plan) -> Vec<u32>
 }
 
 pub(crate) fn weld(triangles: &[[[f32; 3]; 3]]) -> Welded {
-    let (w, _) = weld_inner(triangles, true, || (), |_, _, _, _| {});
+    let soup = Soup {
+        triangles,
+        normals: &[],
+    };
+    let (w, _) = weld_inner(&soup, true, || (), |_, _, _, _, _| {});
     Welded {
         positions: w.positions,
-        corners: w.corners,
+        corners: w.corners.into_vec(),
     }
 }
 
 /// Welds without keeping positions, and folds `visit` over every facet on the way (see
 /// [`label_block`]), returning one state per block in facet order.
-pub(crate) fn weld_with<S: Send>(
-    triangles: &[[[f32; 3]; 3]],
+pub(crate) fn weld_with<F: Facets, S: Send>(
+    facets: &F,
     init: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], bool) + Sync,
+    visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], &[f32; 3], bool) + Sync,
 ) -> (WeldSummary, Vec<S>) {
-    let (w, states) = weld_inner(triangles, false, init, visit);
+    let (w, states) = weld_inner(facets, false, init, visit);
     let summary = WeldSummary {
         vertex_count: w.vertex_count,
         corners: w.corners,
@@ -322,26 +352,27 @@ pub(crate) fn weld_with<S: Send>(
 struct Weld {
     vertex_count: usize,
     positions: Vec<[f32; 3]>,
-    corners: Vec<[u32; 3]>,
+    corners: Buf<[u32; 3]>,
     min: [f32; 3],
     max: [f32; 3],
 }
 
-fn weld_inner<S: Send>(
-    triangles: &[[[f32; 3]; 3]],
+fn weld_inner<F: Facets, S: Send>(
+    facets: &F,
     want_positions: bool,
     init: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], bool) + Sync,
+    visit: impl Fn(&mut S, usize, &[[f32; 3]; 3], &[f32; 3], bool) + Sync,
 ) -> (Weld, Vec<S>) {
-    let plan = Plan::new(triangles.len());
+    let plan = Plan::new(facets.count());
     let per_block = plan.per_block;
-    let mut corners: Vec<[u32; 3]> = mem::zeroed(triangles.len());
-    type Block<'a> = (usize, (&'a [[[f32; 3]; 3]], &'a mut [[u32; 3]]));
-    let label = |(b, (tris, out)): Block| {
+    let mut corners: Buf<[u32; 3]> = Buf::zeroed(facets.count());
+    // Block `b` is the facets behind its chunk of `corners`.
+    let label = |(b, out): (usize, &mut [[u32; 3]])| {
         let mut state = init();
+        let start = b * per_block;
         let misses = label_block(
-            tris,
-            b * per_block,
+            facets,
+            start..start + out.len(),
             plan,
             want_positions,
             out,
@@ -351,19 +382,13 @@ fn weld_inner<S: Send>(
         (misses, state)
     };
     let (blocks, states): (Vec<BlockMisses>, Vec<S>) = if plan.parallel {
-        triangles
-            .par_chunks(per_block)
-            .zip(corners.par_chunks_mut(per_block))
+        corners
+            .par_chunks_mut(per_block)
             .enumerate()
             .map(label)
             .unzip()
     } else {
-        triangles
-            .chunks(per_block)
-            .zip(corners.chunks_mut(per_block))
-            .enumerate()
-            .map(label)
-            .unzip()
+        corners.chunks_mut(per_block).enumerate().map(label).unzip()
     };
     let offsets: Vec<u32> = blocks
         .iter()
@@ -467,9 +492,13 @@ mod tests {
                 assert_eq!(w.positions[c[k] as usize], t[k]);
             }
         }
-        let (summary, _) = weld_with(&tris, || (), |_, _, _, _| {});
+        let soup = Soup {
+            triangles: &tris,
+            normals: &[],
+        };
+        let (summary, _) = weld_with(&soup, || (), |_, _, _, _, _| {});
         assert_eq!(summary.vertex_count, w.positions.len());
-        assert_eq!(summary.corners, w.corners);
+        assert_eq!(summary.corners[..], w.corners[..]);
         assert_eq!(
             (summary.min, summary.max),
             ([0.0, 0.0, 1.5], [50000.0, 1.0, 1.5])
@@ -518,7 +547,11 @@ mod tests {
             ],
             [[-0.0, 3.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]],
         ];
-        let (w, _) = weld_with(&t, || (), |_, _, _, _| {});
+        let soup = Soup {
+            triangles: &t,
+            normals: &[],
+        };
+        let (w, _) = weld_with(&soup, || (), |_, _, _, _, _| {});
         assert_eq!(w.vertex_count, 6);
         assert_eq!(w.min, [0.0, -2.0, 0.0]);
         assert_eq!(w.max, [1.0, 3.0, 1.0]);

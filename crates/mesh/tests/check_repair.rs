@@ -264,3 +264,40 @@ fn binary_output_reads_back_identically() {
     assert_eq!(back.triangles, m.triangles);
     assert_eq!(back.normals, m.normals);
 }
+
+/// A mesh large enough for the parallel check, with every kind of defect spread through it,
+/// gives the same report checked from its binary STL bytes as from the parsed mesh.
+#[test]
+fn check_stl_from_bytes_equals_check_of_the_mesh_when_parallel() {
+    let mut triangles = Vec::new();
+    for i in 0..12_000 {
+        let mut c = cube([(i % 100) as f32 * 2.0, (i / 100) as f32 * 2.0, 0.0], 1.0);
+        match i % 7 {
+            1 => c[3] = flip(c[3]),                     // inconsistent edges
+            2 => drop(c.pop()),                         // a hole
+            3 => c = c.into_iter().map(flip).collect(), // inside out
+            4 => c.push(c[0]),                          // non-manifold
+            _ => {}
+        }
+        triangles.extend(c);
+    }
+    triangles[5000][1] = triangles[5000][0]; // degenerate
+    triangles[9000][2][1] = f32::NAN; // non-finite
+    // Interleave, so shells and edges cross the blocks the check splits the work into.
+    let n = triangles.len();
+    for i in 0..n {
+        triangles.swap(i, (i * 7919 + 13) % n);
+    }
+    let mut m = mesh(triangles);
+    m.normals[17] = [0.0; 3];
+    m.normals[18] = m.normals[18].map(|c| -c);
+    let bytes = to_binary_stl(&m);
+    let parsed = parse_stl(&bytes, &fabrouter_mesh::Limits::default()).unwrap();
+    let from_bytes = fabrouter_mesh::check_stl(&bytes, &fabrouter_mesh::Limits::default()).unwrap();
+    let report = check(&parsed);
+    assert!(report.triangles > 100_000);
+    assert!(report.boundary_edges > 0 && report.non_manifold_edges > 0);
+    assert!(report.inconsistent_edges > 0 && report.non_finite_facets == 1);
+    assert_eq!(from_bytes.report, report);
+    assert_eq!(from_bytes.format, StlFormat::Binary);
+}

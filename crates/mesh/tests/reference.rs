@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use fabrouter_mesh::{Limits, Mesh, MeshReport, StlFormat, Verdict, check, parse_stl, repair};
+use fabrouter_mesh::{
+    Limits, Mesh, MeshReport, StlFormat, Verdict, check, check_stl, parse_stl, repair,
+};
 
 fn reference_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
@@ -394,6 +396,38 @@ fn upload_scanner_agrees_with_parser() {
             .try_for_each(|c| scanner.feed(c))
             .unwrap_err();
         assert!(err.is_limit(), "{file}: {err}");
+    }
+}
+
+/// Checking straight from the bytes gives the report, format, header and solids that parsing
+/// then checking gives, on every reference file and every truncation of the small ones (the
+/// same error when there is one).
+#[test]
+fn check_stl_agrees_with_parse_then_check() {
+    for row in read_tsv("manifest.tsv") {
+        let file = &row["file"];
+        let bytes = std::fs::read(reference_dir().join("stl").join(file)).unwrap();
+        let lengths: Vec<usize> = if bytes.len() > 16 * 1024 {
+            vec![bytes.len(), bytes.len() - 1, 84]
+        } else {
+            (0..=bytes.len()).collect()
+        };
+        for len in lengths {
+            let cut = &bytes[..len];
+            let limits = Limits::default();
+            match (parse_stl(cut, &limits), check_stl(cut, &limits)) {
+                (Ok(mesh), Ok(checked)) => {
+                    assert_eq!(checked.report, check(&mesh), "{file}: {len}");
+                    assert_eq!(
+                        (checked.format, &checked.header, checked.solids),
+                        (mesh.format, &mesh.header, mesh.solids),
+                        "{file}: {len}"
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{file}: {len}"),
+                (a, b) => panic!("{file}: {len}: parse {:?} vs check {:?}", a.err(), b.err()),
+            }
+        }
     }
 }
 

@@ -170,8 +170,8 @@ impl Designs {
             ),
             None => {
                 let (bytes, report) = tokio::task::spawn_blocking(move || {
-                    let parsed = mesh::parse_stl(&bytes, &mesh_limits);
-                    parsed.map(|m| (bytes, mesh_report_pb(&m)))
+                    let checked = mesh::check_stl(&bytes, &mesh_limits);
+                    checked.map(|c| (bytes, stl_check_pb(&c)))
                 })
                 .await
                 .map_err(|e| Status::internal(format!("mesh check failed: {e}")))?
@@ -401,13 +401,21 @@ pub fn report_to_pb(r: &mesh::MeshReport) -> pb::MeshReport {
 
 /// The report of a parsed mesh, including what only the parse knows (format, solids).
 pub fn mesh_report_pb(m: &mesh::Mesh) -> pb::MeshReport {
-    let mut r = report_to_pb(&mesh::check(m));
-    r.stl_format = match m.format {
+    with_file_facts(report_to_pb(&mesh::check(m)), m.format, m.solids)
+}
+
+/// The report of [`mesh::check_stl`], including what only the file says (format, solids).
+pub fn stl_check_pb(c: &mesh::StlCheck) -> pb::MeshReport {
+    with_file_facts(report_to_pb(&c.report), c.format, c.solids)
+}
+
+fn with_file_facts(mut r: pb::MeshReport, format: mesh::StlFormat, solids: u32) -> pb::MeshReport {
+    r.stl_format = match format {
         mesh::StlFormat::Binary => "binary",
         mesh::StlFormat::Ascii => "ascii",
     }
     .into();
-    r.solids = m.solids;
+    r.solids = solids;
     r
 }
 
