@@ -1,7 +1,9 @@
 //! Routing decision latency, the issue's benchmark: one `quote` (filters, scores, top 5 with
-//! reasons) over 10,000 registered printers, target p99 < 1 ms; 1,000 printers for reference,
-//! and `assign` of a 10-copy order. Prints p50/p99/max; run with
-//! `cargo bench -p fabrouter-scheduler --bench routing`.
+//! reasons) over 10,000 registered printers, target p99 < 1 ms; 1,000 printers for reference;
+//! and `assign` of 1 and of 10 copies over 10,000 printers, next to the reference
+//! implementation (`assign_reference`, every printer measured and scored per copy) in the same
+//! run, interleaved request by request so both see the same machine load. Prints p50/p99/max;
+//! run with `cargo bench -p fabrouter-scheduler --bench routing`.
 //!
 //! Two clocks: wall time (what a caller sees, including time the OS gave to other processes
 //! on a busy machine) and this thread's CPU time (the work itself).
@@ -130,11 +132,9 @@ fn report(label: &str, clock: &str, mut times: Vec<Duration>) {
     );
 }
 
-fn run(n_printers: usize, quantity: u32) {
-    let mut rng = StdRng::seed_from_u64(42);
-    let fleet = Fleet::new(printers(n_printers, &mut rng)).expect("valid printers");
-    // Estimates as a cache lookup: 25 of the 30 profiles have one.
-    let estimates: HashMap<String, EstimateFigures> = (0..25)
+/// Estimates as a cache lookup: 25 of the 30 profiles have one.
+fn estimates() -> HashMap<String, EstimateFigures> {
+    (0..25)
         .map(|p| {
             (
                 format!("profile-{p}"),
@@ -144,15 +144,17 @@ fn run(n_printers: usize, quantity: u32) {
                 },
             )
         })
-        .collect();
+        .collect()
+}
+
+fn run_quote(n_printers: usize) {
+    let mut rng = StdRng::seed_from_u64(42);
+    let fleet = Fleet::new(printers(n_printers, &mut rng)).expect("valid printers");
+    let estimates = estimates();
     let estimator = |profile: &str| estimates.get(profile).copied();
     let scheduler = Scheduler::default();
     let requests: Vec<JobRequest> = (0..WARMUP + DECISIONS)
-        .map(|i| {
-            let mut r = request(i, &mut rng);
-            r.quantity = quantity;
-            r
-        })
+        .map(|i| request(i, &mut rng))
         .collect();
 
     let mut wall = Vec::with_capacity(DECISIONS);
@@ -160,39 +162,120 @@ fn run(n_printers: usize, quantity: u32) {
     let (mut capable, mut rejected) = (0usize, 0usize);
     for (i, r) in requests.iter().enumerate() {
         let (start, start_cpu) = (Instant::now(), thread_cpu());
-        if quantity == 1 {
-            let d = scheduler
-                .quote(r, &fleet, &estimator, 5)
-                .expect("valid request");
-            let (elapsed, elapsed_cpu) = (start.elapsed(), thread_cpu() - start_cpu);
-            capable += d.capable();
-            rejected += d.rejected();
-            black_box(&d);
-            if i >= WARMUP {
-                wall.push(elapsed);
-                cpu.push(elapsed_cpu);
-            }
-        } else {
-            let a = scheduler.assign(r, &fleet, &estimator, None);
-            let (elapsed, elapsed_cpu) = (start.elapsed(), thread_cpu() - start_cpu);
-            black_box(&a);
-            if i >= WARMUP {
-                wall.push(elapsed);
-                cpu.push(elapsed_cpu);
-            }
+        let d = scheduler
+            .quote(r, &fleet, &estimator, 5)
+            .expect("valid request");
+        let (elapsed, elapsed_cpu) = (start.elapsed(), thread_cpu() - start_cpu);
+        capable += d.capable();
+        rejected += d.rejected();
+        black_box(&d);
+        if i >= WARMUP {
+            wall.push(elapsed);
+            cpu.push(elapsed_cpu);
         }
     }
-    let what = if quantity == 1 {
-        format!(
-            "quote top 5, {n_printers} printers (avg {} capable, {} rejected)",
-            capable / requests.len(),
-            rejected / requests.len()
-        )
-    } else {
-        format!("assign {quantity} copies, {n_printers} printers")
-    };
+    let what = format!(
+        "quote top 5, {n_printers} printers (avg {} capable, {} rejected)",
+        capable / requests.len(),
+        rejected / requests.len()
+    );
     report(&what, "wall", wall);
     report(&what, "thread cpu", cpu);
+}
+
+/// Which requests an `assign` comparison uses.
+#[derive(Clone, Copy)]
+enum Mix {
+    /// The quote benchmark's requests: material asked 70 %, a 200 km limit half the time.
+    Mixed,
+    /// Any material, nozzle and distance: about half the fleet is capable, as in production.
+    Open,
+}
+
+fn report_pair(label: &str, mut fast: Vec<Duration>, mut reference: Vec<Duration>) {
+    fast.sort_unstable();
+    reference.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = |t: &[Duration]| t.iter().map(|d| us(*d)).sum::<f64>() / t.len() as f64;
+    let (f50, f99, r50, r99) = (
+        us(percentile(&fast, 0.5)),
+        us(percentile(&fast, 0.99)),
+        us(percentile(&reference, 0.5)),
+        us(percentile(&reference, 0.99)),
+    );
+    println!(
+        "{label} [thread cpu]: assign p50={f50:.1} us p99={f99:.1} us mean={:.1} us | \
+         reference p50={r50:.1} us p99={r99:.1} us mean={:.1} us | \
+         reference/assign p50 x{:.2} p99 x{:.2} mean x{:.2}",
+        mean(&fast),
+        mean(&reference),
+        r50 / f50,
+        r99 / f99,
+        mean(&reference) / mean(&fast),
+    );
+}
+
+/// `assign` against `assign_reference` on the same requests, alternating which runs first.
+/// Checks that both place the copies identically (outside the timed part).
+fn run_assign(n_printers: usize, quantity: u32, mix: Mix) {
+    let mut rng = StdRng::seed_from_u64(42);
+    let fleet = Fleet::new(printers(n_printers, &mut rng)).expect("valid printers");
+    let estimates = estimates();
+    let estimator = |profile: &str| estimates.get(profile).copied();
+    let scheduler = Scheduler::default();
+    let requests: Vec<JobRequest> = (0..WARMUP + DECISIONS)
+        .map(|i| {
+            let mut r = request(i, &mut rng);
+            r.quantity = quantity;
+            if let Mix::Open = mix {
+                r.material = None;
+                r.nozzle_mm = None;
+                r.max_distance_km = None;
+            }
+            r
+        })
+        .collect();
+    let mut fast = Vec::with_capacity(DECISIONS);
+    let mut reference = Vec::with_capacity(DECISIONS);
+    let mut placed = 0usize;
+    for (i, r) in requests.iter().enumerate() {
+        let time = |reference: bool| {
+            let start = thread_cpu();
+            let a = if reference {
+                scheduler.assign_reference(r, &fleet, &estimator, None)
+            } else {
+                scheduler.assign(r, &fleet, &estimator, None)
+            };
+            let elapsed = thread_cpu() - start;
+            (black_box(a), elapsed)
+        };
+        let ((a, ta), (b, tb)) = if i % 2 == 0 {
+            let a = time(false);
+            (a, time(true))
+        } else {
+            let b = time(true);
+            (time(false), b)
+        };
+        assert_eq!(a, b, "assign and assign_reference differ for request {i}");
+        placed += a.map_or(0, |a| a.placements.len());
+        if i >= WARMUP {
+            fast.push(ta);
+            reference.push(tb);
+        }
+    }
+    let mix = match mix {
+        Mix::Mixed => "mixed requests",
+        Mix::Open => "open requests",
+    };
+    report_pair(
+        &format!(
+            "assign {quantity} cop{}, {n_printers} printers, {mix} ({} placed)",
+            if quantity == 1 { "y" } else { "ies" },
+            placed
+        ),
+        fast,
+        reference,
+    );
 }
 
 fn main() {
@@ -201,7 +284,22 @@ fn main() {
         load = l.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     }
     println!("machine load average at start: {load}");
-    run(10_000, 1);
-    run(1_000, 1);
-    run(10_000, 10);
+    // `cargo bench ... -- assign-open-q1:` runs only the runs whose name contains the argument.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    for n in [10_000, 1_000] {
+        if wanted(&format!("quote-{n}")) {
+            run_quote(n);
+        }
+    }
+    for (mix, name) in [(Mix::Mixed, "mixed"), (Mix::Open, "open")] {
+        for quantity in [1, 10] {
+            if wanted(&format!("assign-{name}-q{quantity}:")) {
+                run_assign(10_000, quantity, mix);
+            }
+        }
+    }
 }

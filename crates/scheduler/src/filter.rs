@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SchedulerError;
 use crate::fleet::{Fleet, Gate, Slot};
-use crate::geo::Origin;
+use crate::geo::{Origin, distance_lower_km, distance_upper_km};
 use crate::model::{
     EstimateFigures, Estimator, JobRequest, MaterialRequest, NOZZLE_TOLERANCE_MM, Printer,
     PrinterState, Technology, usable,
@@ -287,6 +287,7 @@ impl<'a, 'e> JobContext<'a, 'e> {
         }
     }
 
+    #[inline]
     fn estimate(&self, profile_id: u32) -> Option<EstimateFigures> {
         let i = profile_id as usize;
         if let Some(Some(hit)) = self.estimates.borrow().get(i) {
@@ -416,6 +417,7 @@ pub struct MaterialFilter;
 impl Filter for MaterialFilter {
     type Pass = ();
     const NAME: &'static str = "material";
+    #[inline]
     fn check<'a>(&self, job: &JobContext<'a, '_>, p: PrinterRef<'a>) -> Result<(), Rejection<'a>> {
         let loaded = match job.material {
             WantedMaterial::Any => true,
@@ -443,6 +445,7 @@ pub struct NozzleFilter;
 impl Filter for NozzleFilter {
     type Pass = ();
     const NAME: &'static str = "nozzle";
+    #[inline]
     fn check<'a>(&self, job: &JobContext<'a, '_>, p: PrinterRef<'a>) -> Result<(), Rejection<'a>> {
         match job.request.nozzle_mm {
             Some(wanted_mm)
@@ -517,6 +520,7 @@ pub struct EstimateFilter;
 impl Filter for EstimateFilter {
     type Pass = ProfileEstimate;
     const NAME: &'static str = "profile-has-estimate";
+    #[inline]
     fn check<'a>(
         &self,
         job: &JobContext<'a, '_>,
@@ -620,6 +624,78 @@ pub(crate) fn run_filters<'a>(
     let estimate = EstimateFilter.check(job, p)?;
     Ok(Passed {
         distance_km,
+        orientation,
+        estimate,
+    })
+}
+
+/// The distance of a printer that passed the filters in [`run_filters_bounded`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BoundedDistance {
+    /// Not computed: the squared chord ([`Origin::chord_sq`]), which bounds it.
+    ChordSq(f64),
+    /// The figure [`DistanceFilter`] computes (the limit fell between the bounds).
+    Km(f64),
+}
+
+/// What a printer that passed every filter brings to `Scheduler::assign`: like [`Passed`],
+/// but the distance is computed only for the few printers whose rank or acceptance depends
+/// on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassedBounded {
+    pub distance: BoundedDistance,
+    pub orientation: usize,
+    pub estimate: ProfileEstimate,
+}
+
+/// The checks of [`run_filters`] that read only the gate (state, technology, latitude band),
+/// evaluated without short-circuit so that a loop over printers can run without branches.
+#[inline]
+pub(crate) fn gate_passes(job: &JobContext<'_, '_>, gate: &Gate) -> bool {
+    let near = match job.request.max_distance_km {
+        // The negation of `DistanceFilter::quick_check`'s rejection (both figures are finite).
+        Some(max_km) => job.origin.min_distance_km(gate.lat_deg) <= max_km,
+        None => true,
+    };
+    gate.state.accepts_jobs() & (gate.technology == job.request.technology) & near
+}
+
+/// [`run_filters`] for callers that only need to know whether a printer passes: the same
+/// filters in the same order (so the estimator is asked about the same profiles), except
+/// that the distance limit is decided on chord bounds ([`distance_lower_km`],
+/// [`distance_upper_km`]) and the haversine is computed only when the limit falls between
+/// them.
+#[inline(always)]
+pub(crate) fn run_filters_bounded<'a>(
+    job: &JobContext<'a, '_>,
+    p: PrinterRef<'a>,
+    unit: &[f64; 3],
+) -> Option<PassedBounded> {
+    StateFilter.check(job, p).ok()?;
+    TechnologyFilter.check(job, p).ok()?;
+    DistanceFilter.quick_check(job, p).ok()?;
+    let orientation = BuildVolumeFilter.fit_index(job, p).ok()?;
+    NozzleFilter.check(job, p).ok()?;
+    MaterialFilter.check(job, p).ok()?;
+    let chord_sq = job.origin.chord_sq(unit);
+    let mut distance = BoundedDistance::ChordSq(chord_sq);
+    if let Some(max_km) = job.request.max_distance_km {
+        if distance_lower_km(chord_sq) > max_km {
+            return None;
+        }
+        if distance_upper_km(chord_sq) > max_km {
+            let km = job
+                .origin
+                .distance_to(p.gate.lat_deg, p.slot.lon_deg, p.slot.cos_lat);
+            if km > max_km {
+                return None;
+            }
+            distance = BoundedDistance::Km(km);
+        }
+    }
+    let estimate = EstimateFilter.check(job, p).ok()?;
+    Some(PassedBounded {
+        distance,
         orientation,
         estimate,
     })

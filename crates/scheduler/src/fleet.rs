@@ -21,6 +21,7 @@ use std::hash::Hasher;
 use fnv::{FnvHashMap, FnvHasher};
 
 use crate::error::SchedulerError;
+use crate::geo;
 use crate::model::{Printer, PrinterState, Technology};
 
 /// A run of entries in one of the fleet's arenas.
@@ -123,6 +124,10 @@ pub struct Fleet {
     gates: Vec<Gate>,
     slots: Vec<Slot>,
     costs: Vec<Cost>,
+    /// Location on the unit sphere ([`geo::unit_vector`]): distance bounds without
+    /// trigonometry for `Scheduler::assign`. Kept apart from `Slot` so the filters' records
+    /// keep their size.
+    units: Vec<[f64; 3]>,
     by_id: HashMap<String, usize>,
     names: Interner,
     profile_names: Interner,
@@ -173,6 +178,7 @@ impl Fleet {
                 self.gates[i] = gate;
                 self.slots[i] = slot;
                 self.costs[i] = cost;
+                self.units[i] = geo::unit_vector(printer.location);
                 self.printers[i] = printer;
                 self.maybe_compact();
             }
@@ -181,6 +187,7 @@ impl Fleet {
                 self.gates.push(gate);
                 self.slots.push(slot);
                 self.costs.push(cost);
+                self.units.push(geo::unit_vector(printer.location));
                 self.printers.push(printer);
             }
         }
@@ -193,6 +200,7 @@ impl Fleet {
         self.garbage += self.slots.remove(i).arena_entries();
         self.gates.remove(i);
         self.costs.remove(i);
+        self.units.remove(i);
         let printer = self.printers.remove(i);
         for p in &self.printers[i..] {
             if let Some(at) = self.by_id.get_mut(&p.id) {
@@ -249,6 +257,10 @@ impl Fleet {
 
     pub(crate) fn costs(&self) -> &[Cost] {
         &self.costs
+    }
+
+    pub(crate) fn units(&self) -> &[[f64; 3]] {
+        &self.units
     }
 
     pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
@@ -408,6 +420,8 @@ mod tests {
         assert_eq!(f.gates()[1].state, PrinterState::Maintenance);
         assert_eq!(f.costs()[1].queued_work_s, 900.0);
         assert_eq!(f.get("c").unwrap().active_jobs, 2);
+        assert_eq!(f.units().len(), 2);
+        assert_eq!(f.units()[0], geo::unit_vector(f.printers()[0].location));
         assert!(f.set_state("zz", PrinterState::Idle).is_err());
         assert!(f.set_queue("c", f64::NAN, 0).is_err());
     }

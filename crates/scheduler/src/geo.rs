@@ -67,6 +67,63 @@ impl GeoPoint {
     }
 }
 
+/// The point on the unit sphere (x towards lon 0 on the equator, z towards the north pole).
+/// Precomputed per printer by the fleet: the chord between two of these bounds the
+/// great-circle distance without trigonometry (see [`Origin::distance_bounds_km`]).
+pub(crate) fn unit_vector(point: GeoPoint) -> [f64; 3] {
+    let (sin_lat, cos_lat) = point.lat_deg.to_radians().sin_cos();
+    let (sin_lon, cos_lon) = point.lon_deg.to_radians().sin_cos();
+    [cos_lat * cos_lon, cos_lat * sin_lon, sin_lat]
+}
+
+/// Slack of [`distance_lower_km`] and [`distance_upper_km`] for rounding, relative and in km. The chord and the
+/// haversine formula each carry a few 1e-16 of relative error (well below 1e-12 km for any
+/// distance here); the margins are kept orders of magnitude wider because the bounds must
+/// never cut off the haversine figure, and a test checks them over many random pairs.
+const BOUND_REL_SLACK: f64 = 1e-9;
+const BOUND_ABS_SLACK_KM: f64 = 1e-9;
+
+/// Half-chords above this get no finite upper bound (near-antipodal points: the series below
+/// converges slowly and the haversine figure is least precise there).
+const MAX_BOUNDED_HALF_CHORD: f64 = 0.9;
+
+/// Half the chord, `sin(theta / 2)` for the central angle `theta`. Rounding may push two
+/// antipodes a hair beyond a chord of 2.
+#[inline]
+fn half_chord(chord_sq: f64) -> f64 {
+    (chord_sq.sqrt() * 0.5).min(1.0)
+}
+
+/// A lower bound on [`Origin::distance_to`] from the squared chord ([`Origin::chord_sq`]):
+/// a few multiplications and one `sqrt`, no trigonometry. Never above the haversine figure as
+/// computed, rounding included, so a decision taken on the bound is the one the figure gives.
+///
+/// `theta = 2 asin(x)` for the half-chord `x`, and the Maclaurin series of `asin` has positive
+/// coefficients: `asin(x) >= x + x^3/6 + 3x^5/40`. Non-decreasing in `chord_sq`, also as
+/// rounded (every step is monotonic).
+#[inline]
+pub(crate) fn distance_lower_km(chord_sq: f64) -> f64 {
+    let x = half_chord(chord_sq);
+    let x2 = x * x;
+    let lower = 2.0 * EARTH_RADIUS_KM * x * (1.0 + x2 * (1.0 / 6.0 + x2 * (3.0 / 40.0)));
+    (lower * (1.0 - BOUND_REL_SLACK) - BOUND_ABS_SLACK_KM).max(0.0)
+}
+
+/// An upper bound on [`Origin::distance_to`] from the squared chord, like
+/// [`distance_lower_km`]: the `asin` series coefficients after the first are at most 1/6, so
+/// `asin(x) <= x + x^3 / (6 (1 - x^2))`. Infinite for near-antipodes. Non-decreasing in
+/// `chord_sq`, also as rounded.
+#[inline]
+pub(crate) fn distance_upper_km(chord_sq: f64) -> f64 {
+    let x = half_chord(chord_sq);
+    if x > MAX_BOUNDED_HALF_CHORD {
+        return f64::INFINITY;
+    }
+    let x2 = x * x;
+    let upper = 2.0 * EARTH_RADIUS_KM * x * (1.0 + x2 / (6.0 * (1.0 - x2)));
+    upper * (1.0 + BOUND_REL_SLACK) + BOUND_ABS_SLACK_KM
+}
+
 /// A point with its trigonometry precomputed, so measuring from one customer to thousands of
 /// printers costs one `sin`/`cos` pair per printer instead of two.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +131,7 @@ pub(crate) struct Origin {
     pub(crate) point: GeoPoint,
     lat_rad: f64,
     cos_lat: f64,
+    unit: [f64; 3],
 }
 
 impl Origin {
@@ -83,7 +141,21 @@ impl Origin {
             point,
             lat_rad,
             cos_lat: lat_rad.cos(),
+            unit: unit_vector(point),
         }
+    }
+
+    /// Squared chord to a point given by its [`unit_vector`]: monotonic in the great-circle
+    /// distance, and turned into bounds on it by [`distance_lower_km`] and
+    /// [`distance_upper_km`].
+    #[inline]
+    pub(crate) fn chord_sq(&self, unit: &[f64; 3]) -> f64 {
+        let [dx, dy, dz] = [
+            unit[0] - self.unit[0],
+            unit[1] - self.unit[1],
+            unit[2] - self.unit[2],
+        ];
+        dx * dx + dy * dy + dz * dz
     }
 
     pub(crate) fn distance_km(&self, to: &GeoPoint) -> f64 {
@@ -213,6 +285,58 @@ mod tests {
             (d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-3,
             "{d}"
         );
+    }
+
+    /// Random pairs: uniform on the sphere, very close (down to identical), and near-antipodal.
+    #[test]
+    fn chord_bounds_bracket_the_haversine_figure() {
+        // A small deterministic generator (xorshift) keeps this free of dev-dependencies.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut unit = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut widest_nearby = 0.0_f64;
+        for i in 0..200_000 {
+            let lat = (2.0 * unit() - 1.0).asin().to_degrees().clamp(-90.0, 90.0);
+            let lon = 360.0 * unit() - 180.0;
+            let a = p(lat, lon);
+            let scale = 10f64.powf(-12.0 * unit());
+            let (dlat, dlon) = ((unit() - 0.5) * scale, (unit() - 0.5) * scale);
+            let b = match i % 4 {
+                0 => p(
+                    (2.0 * unit() - 1.0).asin().to_degrees().clamp(-90.0, 90.0),
+                    360.0 * unit() - 180.0,
+                ),
+                1 => p(
+                    (lat + dlat).clamp(-90.0, 90.0),
+                    (lon + dlon).clamp(-180.0, 180.0),
+                ),
+                2 => {
+                    let anti = if lon > 0.0 { lon - 180.0 } else { lon + 180.0 };
+                    p(
+                        (-lat + dlat).clamp(-90.0, 90.0),
+                        (anti + dlon).clamp(-180.0, 180.0),
+                    )
+                }
+                _ => a,
+            };
+            let origin = Origin::new(b);
+            let km = origin.distance_km(&a);
+            let chord_sq = origin.chord_sq(&unit_vector(a));
+            let (lower, upper) = (distance_lower_km(chord_sq), distance_upper_km(chord_sq));
+            assert!(
+                lower <= km && km <= upper,
+                "{a:?} {b:?}: {lower} <= {km} <= {upper}"
+            );
+            if km < 300.0 {
+                widest_nearby = widest_nearby.max((upper - lower - 1e-8).max(0.0) / km);
+            }
+        }
+        // Tight enough to settle almost every comparison without the exact figure.
+        assert!(widest_nearby < 1e-6, "{widest_nearby}");
     }
 
     #[test]

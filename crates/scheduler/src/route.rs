@@ -24,6 +24,8 @@ use crate::model::{EstimateFigures, Estimator, JobRequest, Printer};
 use crate::orientation::{FitCandidates, Orientation};
 use crate::score::{Best, Metrics, ScoreBreakdown, Weights, score_all};
 
+mod ranking;
+
 /// Routes jobs with one set of weights (validated once, at construction).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scheduler {
@@ -446,6 +448,24 @@ impl Scheduler {
     /// grows. The fleet itself is not changed: the caller records the jobs (and
     /// [`Fleet::set_queue`]) once they are stored.
     pub fn assign<E: Estimator>(
+        &self,
+        request: &JobRequest,
+        fleet: &Fleet,
+        estimator: &E,
+        chosen: Option<&str>,
+    ) -> Result<Assignment, SchedulerError> {
+        let job = JobContext::new(request, fleet, estimator)?;
+        if let Some(id) = chosen {
+            return assign_chosen(&job, id);
+        }
+        ranking::assign_best(&job, &self.weights)
+    }
+
+    /// [`Scheduler::assign`] as first written: every capable printer measured and scored for
+    /// every copy. Kept as the reference the faster `assign` is tested and benchmarked
+    /// against; not for production use.
+    #[doc(hidden)]
+    pub fn assign_reference<E: Estimator>(
         &self,
         request: &JobRequest,
         fleet: &Fleet,

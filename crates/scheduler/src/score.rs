@@ -181,12 +181,47 @@ impl ScoreBreakdown {
 
 /// Weighted mean of the four scores, 0..1. `weights` must be valid.
 pub(crate) fn score_all(weights: &Weights, m: &Metrics, best: &Best) -> ScoreBreakdown {
-    let norm = 1.0 / weights.sum();
-    ScoreBreakdown {
-        distance: weights.distance * norm * DistanceScore.score(m, best),
-        queue: weights.queue * norm * QueueScore.score(m, best),
-        price: weights.price * norm * PriceScore.score(m, best),
-        load: weights.load * norm * LoadScore.score(m, best),
+    Scorer::new(weights).breakdown(m, best)
+}
+
+/// [`score_all`] with the normalised weights computed once, for loops over many candidates.
+/// The one implementation of the sum: the pruning in `Scheduler::assign` relies on its
+/// figures being bit-identical to `score_all`'s and non-increasing in the distance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scorer {
+    /// Each weight times `1 / sum of weights` (the same product, so the same rounding, as
+    /// `weight * norm * score` evaluated left to right).
+    distance: f64,
+    queue: f64,
+    price: f64,
+    load: f64,
+}
+
+impl Scorer {
+    pub(crate) fn new(weights: &Weights) -> Self {
+        let norm = 1.0 / weights.sum();
+        Scorer {
+            distance: weights.distance * norm,
+            queue: weights.queue * norm,
+            price: weights.price * norm,
+            load: weights.load * norm,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn breakdown(&self, m: &Metrics, best: &Best) -> ScoreBreakdown {
+        ScoreBreakdown {
+            distance: self.distance * DistanceScore.score(m, best),
+            queue: self.queue * QueueScore.score(m, best),
+            price: self.price * PriceScore.score(m, best),
+            load: self.load * LoadScore.score(m, best),
+        }
+    }
+
+    /// `breakdown(m, best).total()`.
+    #[inline]
+    pub(crate) fn total(&self, m: &Metrics, best: &Best) -> f64 {
+        self.breakdown(m, best).total()
     }
 }
 

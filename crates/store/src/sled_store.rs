@@ -25,8 +25,10 @@ use crate::{
 
 /// sled's page cache. Its default (1 GiB) would keep the whole history of jobs and events in
 /// memory; what is read often (active jobs, tokens, designs) fits in far less, and the rest is
-/// read back through the OS page cache when asked for.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// read back through the OS page cache when asked for. With 100,000 jobs stored, 32 MiB
+/// rather than 8 took durable submissions from about 1,750/s to 1,950/s for 35 MB more
+/// resident memory (`cargo bench -p fabrouter-server --bench network`).
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 pub struct SledStore {
     db: sled::Db,
@@ -56,6 +58,8 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(CACHE_BYTES)
+            // Less rewriting of the log for more disk space: 6% less CPU per durable submit.
+            .mode(sled::Mode::HighThroughput)
             .open()?;
         let store = Self {
             designs: db.open_tree("designs")?,
