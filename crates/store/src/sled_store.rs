@@ -11,8 +11,9 @@
 //! Records are JSON except jobs, the most numerous and most often rewritten: those use a compact
 //! binary layout ([`encode_job`]); job records written as JSON by older versions still read.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -49,6 +50,25 @@ pub struct SledStore {
     /// Serialises blob creation and removal against reference counting, so two uploads of the
     /// same bytes and a concurrent delete cannot leave a record without its blob.
     blob_lock: Mutex<()>,
+    /// Tokens by their secret's hash, so that authenticating a request reads no sled tree:
+    /// every request authenticates, and once any transaction has run, every sled read waits
+    /// while a transaction commits (sled's process-wide concurrency control), which left the
+    /// router's threads idle under load. Only tokens that exist are kept (a flood of wrong
+    /// secrets cannot grow it), at most [`MAX_CACHED_TOKENS`]. Changes to tokens hold the
+    /// write lock across the tree change and the cache change, so no revoked token stays.
+    token_cache: RwLock<HashMap<String, TokenRecord>>,
+}
+
+/// Tokens kept in [`SledStore::token_cache`]; when full it starts again empty.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+// The cache is a plain map written in single steps: a panic elsewhere cannot leave it torn.
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SledStore {
@@ -77,6 +97,7 @@ impl SledStore {
             printers: db.open_tree("printers")?,
             blobs: BlobDir::open_dir(dir.join("blobs"))?,
             blob_lock: Mutex::new(()),
+            token_cache: RwLock::new(HashMap::new()),
             db,
         };
         store.sweep_orphan_blobs()?;
@@ -339,23 +360,41 @@ impl Store for SledStore {
 
     fn put_token(&self, token: &TokenRecord) -> Result<()> {
         let value = encode("tokens", token)?;
+        let mut cache = write_lock(&self.token_cache);
         (&self.tokens, &self.token_secrets)
             .transaction(|(tokens, secrets)| {
                 tokens.insert(token.id.as_bytes(), value.as_slice())?;
                 secrets.insert(token.secret_sha256.as_bytes(), token.id.as_bytes())?;
                 Ok(())
             })
-            .map_err(tx_err)
+            .map_err(tx_err)?;
+        // A token id written again may come with another secret: drop what was cached for it.
+        cache.retain(|_, t| t.id != token.id);
+        Ok(())
     }
 
     fn token_by_secret_sha256(&self, secret_sha256: &str) -> Result<Option<TokenRecord>> {
+        if let Some(t) = read_lock(&self.token_cache).get(secret_sha256) {
+            return Ok(Some(t.clone()));
+        }
+        // Looked up under the write lock, so a revocation cannot slip in between the read
+        // and the caching.
+        let mut cache = write_lock(&self.token_cache);
         let Some(id) = self.token_secrets.get(secret_sha256.as_bytes())? else {
             return Ok(None);
         };
-        self.tokens
+        let token: Option<TokenRecord> = self
+            .tokens
             .get(&id)?
             .map(|v| decode("tokens", &v))
-            .transpose()
+            .transpose()?;
+        if let Some(t) = &token {
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+            cache.insert(secret_sha256.to_string(), t.clone());
+        }
+        Ok(token)
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -366,6 +405,7 @@ impl Store for SledStore {
     }
 
     fn revoke_token(&self, id: &str) -> Result<bool> {
+        let mut cache = write_lock(&self.token_cache);
         let Some(v) = self.tokens.get(id.as_bytes())? else {
             return Ok(false);
         };
@@ -377,6 +417,7 @@ impl Store for SledStore {
                 Ok(())
             })
             .map_err(tx_err)?;
+        cache.retain(|_, t| t.id != rec.id);
         Ok(true)
     }
 
@@ -673,6 +714,44 @@ mod tests {
             None
         );
         assert!(!store.revoke_token("t1").unwrap());
+    }
+
+    /// Lookups cache tokens; a lookup that starts after a revocation has returned never finds
+    /// the token, however the lookups and the revocation interleave.
+    #[test]
+    fn a_revoked_token_is_never_found_afterwards() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for round in 0..20 {
+            let t = TokenRecord {
+                id: format!("t{round}"),
+                secret_sha256: sha256_hex(format!("secret {round}").as_bytes()),
+                role: 1,
+                principal: "p1".into(),
+                label: String::new(),
+                created_unix_ms: 0,
+            };
+            store.put_token(&t).unwrap();
+            let revoked = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..2_000 {
+                            let after = revoked.load(Ordering::SeqCst);
+                            let found = store.token_by_secret_sha256(&t.secret_sha256).unwrap();
+                            assert!(
+                                !(after && found.is_some()),
+                                "round {round}: revoked token found"
+                            );
+                        }
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                assert!(store.revoke_token(&t.id).unwrap());
+                revoked.store(true, Ordering::SeqCst);
+            });
+        }
     }
 
     fn job(id: &str, version: u64, last_seq: u64, active: bool) -> JobRecord {
