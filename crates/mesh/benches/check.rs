@@ -1,5 +1,6 @@
-//! Benchmark of check_stl (parse and check in one pass) on a generated 1M+ triangle closed torus, against
-//! `admesh --exact` on the same file when admesh is on PATH. Prints figures; not a test.
+//! Benchmark of check_stl (parse and check in one pass) on a generated 1M+ triangle closed
+//! torus, against `admesh --exact` on the same file when admesh is on PATH. Prints figures,
+//! every run in order (the first pays for fresh memory); not a test.
 
 use std::io::Write;
 use std::process::Command;
