@@ -1242,23 +1242,17 @@ impl Network {
                 ),
             ));
         }
-        // A replay answers from the store without routing again. Its jobs may come from a
-        // concurrent submit whose flush is still running: the ticket covers them too.
-        if let Some(jobs) = self.replayed(&who.id, key)? {
-            let ticket = self.ticket();
-            return Ok(Some((
-                pb::SubmitJobResponse {
-                    jobs,
-                    replayed: true,
-                },
-                ticket,
-            )));
-        }
-        let mut spec = req
-            .spec
-            .clone()
-            .ok_or_else(|| bad_request("spec", "spec is required"))?;
-        let (design, request) = self.customer_request(who, &spec, key)?;
+        // A replay is found by `create_jobs`, in the transaction that would store the jobs:
+        // looking the key up first would cost every submit a store read, and store reads wait
+        // while any other submit commits. Where routing cannot go on (an error, or estimates
+        // still to compute), the key is looked up then, so a retry still gets its jobs.
+        let Some(mut spec) = req.spec.clone() else {
+            return self.replay_or(who, key, bad_request("spec", "spec is required"));
+        };
+        let (design, request) = match self.customer_request(who, &spec, key) {
+            Ok(found) => found,
+            Err(e) => return self.replay_or(who, key, e),
+        };
         let coarse = sched::coarse_location(request.customer)
             .map(|c| c.as_str().to_string())
             .unwrap_or_default();
@@ -1267,19 +1261,29 @@ impl Network {
         spec.quantity = request.quantity;
         let chosen = (!req.printer.is_empty()).then_some(req.printer.as_str());
         let Some(figures) = self.figures_if(&design, self.fleet_profiles(), may_block) else {
-            return Ok(None);
+            // Computing them may take seconds; a retry of a stored submit need not wait.
+            return self.replay(who, key);
         };
         let estimator = |p: &str| figures.get(p).copied();
         // Routing and encoding happen before the registry lock: concurrent submissions route
         // side by side. Queues they add meanwhile are not seen, which only shifts the balance.
         let design_name = names::design(&design.id);
-        let assignment = self.assign(&request, &estimator, chosen)?;
+        let assignment = match self.assign(&request, &estimator, chosen) {
+            Ok(a) => a,
+            Err(e) => return self.replay_or(who, key, e),
+        };
         let mut new = NewJobs::build(who, &assignment, &design_name, &coarse, &spec);
         let mut inner = self.lock();
         // A printer that stopped taking jobs since (its node's lease ran out) would keep the
         // job until the node returns: route again, now that nothing can change.
         if !self.placements_open(&assignment) {
-            let assignment = self.assign(&request, &estimator, chosen)?;
+            let assignment = match self.assign(&request, &estimator, chosen) {
+                Ok(a) => a,
+                Err(e) => {
+                    drop(inner);
+                    return self.replay_or(who, key, e);
+                }
+            };
             new = NewJobs::build(who, &assignment, &design_name, &coarse, &spec);
         }
         let created = self
@@ -1341,6 +1345,37 @@ impl Network {
             },
             ticket,
         )))
+    }
+
+    /// The jobs an earlier submit with `key` made, as a replay, if there was one. The ticket
+    /// covers jobs whose submit is still waiting for its flush.
+    fn replay(
+        &self,
+        who: &crate::auth::Principal,
+        key: &str,
+    ) -> Result<Option<(pb::SubmitJobResponse, Ticket)>, Status> {
+        Ok(self.replayed(&who.id, key)?.map(|jobs| {
+            (
+                pb::SubmitJobResponse {
+                    jobs,
+                    replayed: true,
+                },
+                self.ticket(),
+            )
+        }))
+    }
+
+    /// [`Network::replay`], or `err` when `key` is new.
+    fn replay_or(
+        &self,
+        who: &crate::auth::Principal,
+        key: &str,
+        err: Status,
+    ) -> Result<Option<(pb::SubmitJobResponse, Ticket)>, Status> {
+        match self.replay(who, key)? {
+            Some(replay) => Ok(Some(replay)),
+            None => Err(err),
+        }
     }
 
     fn replayed(&self, owner: &str, key: &str) -> Result<Option<Vec<pb::Job>>, Status> {

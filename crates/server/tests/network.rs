@@ -475,9 +475,18 @@ async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
         "exact location not kept"
     );
     // A retried submit returns the same job, and the node hears of it once.
-    let again = jobs.submit_job(submit).await.unwrap().into_inner();
+    let again = jobs.submit_job(submit.clone()).await.unwrap().into_inner();
     assert!(again.replayed);
     assert_eq!(again.jobs[0].name, job.name);
+    // Also when the retry could not be routed now (no printer within 1 km of Potsdam).
+    let mut unroutable = submit;
+    unroutable.spec.as_mut().unwrap().max_distance_km = 1.0;
+    let third = jobs.submit_job(unroutable.clone()).await.unwrap().into_inner();
+    assert!(third.replayed);
+    assert_eq!(third.jobs[0].name, job.name);
+    unroutable.idempotency_key = "order-2".into();
+    let err = jobs.submit_job(unroutable).await.unwrap_err();
+    assert!(err.message().contains("no printer"), "{err:?}");
 
     let a = node.assignment().await;
     assert_eq!(

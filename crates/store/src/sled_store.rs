@@ -57,7 +57,15 @@ pub struct SledStore {
     /// secrets cannot grow it), at most [`MAX_CACHED_TOKENS`]. Changes to tokens hold the
     /// write lock across the tree change and the cache change, so no revoked token stays.
     token_cache: RwLock<HashMap<String, TokenRecord>>,
+    /// Design records by id, for the same reason: every submit and quote reads its design.
+    /// Records never change after they are written; a delete removes the entry under the write
+    /// lock, together with the tree change, so a deleted design is never served.
+    design_cache: RwLock<HashMap<String, DesignRecord>>,
 }
+
+/// Designs kept in [`SledStore::design_cache`] (a record is about 1-2 KB); when full it
+/// starts again empty.
+const MAX_CACHED_DESIGNS: usize = 1024;
 
 /// Tokens kept in [`SledStore::token_cache`]; when full it starts again empty.
 const MAX_CACHED_TOKENS: usize = 10_000;
@@ -98,6 +106,7 @@ impl SledStore {
             blobs: BlobDir::open_dir(dir.join("blobs"))?,
             blob_lock: Mutex::new(()),
             token_cache: RwLock::new(HashMap::new()),
+            design_cache: RwLock::new(HashMap::new()),
             db,
         };
         store.sweep_orphan_blobs()?;
@@ -254,6 +263,15 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+impl SledStore {
+    fn design_from_tree(&self, id: &str) -> Result<Option<DesignRecord>> {
+        self.designs
+            .get(id.as_bytes())?
+            .map(|v| decode("designs", &v))
+            .transpose()
+    }
+}
+
 impl Store for SledStore {
     fn put_design(&self, record: &DesignRecord, bytes: &[u8]) -> Result<()> {
         let value = encode("designs", record)?;
@@ -284,10 +302,20 @@ impl Store for SledStore {
     }
 
     fn get_design(&self, id: &str) -> Result<Option<DesignRecord>> {
-        self.designs
-            .get(id.as_bytes())?
-            .map(|v| decode("designs", &v))
-            .transpose()
+        if let Some(d) = read_lock(&self.design_cache).get(id) {
+            return Ok(Some(d.clone()));
+        }
+        // Read under the write lock, so a delete cannot slip in between the read and the
+        // caching.
+        let mut cache = write_lock(&self.design_cache);
+        let rec = self.design_from_tree(id)?;
+        if let Some(r) = &rec {
+            if cache.len() >= MAX_CACHED_DESIGNS {
+                cache.clear();
+            }
+            cache.insert(id.to_string(), r.clone());
+        }
+        Ok(rec)
     }
 
     fn list_designs(
@@ -310,7 +338,8 @@ impl Store for SledStore {
                 tree: "owner_designs",
                 reason: e.to_string(),
             })?;
-            if let Some(rec) = self.get_design(id)? {
+            // Straight from the tree: a listing should not push the hot designs out.
+            if let Some(rec) = self.design_from_tree(id)? {
                 out.push(rec);
             }
             if out.len() >= limit {
@@ -322,7 +351,8 @@ impl Store for SledStore {
 
     fn delete_design(&self, id: &str) -> Result<bool> {
         let _guard = self.lock();
-        let Some(rec) = self.get_design(id)? else {
+        let mut cache = write_lock(&self.design_cache);
+        let Some(rec) = self.design_from_tree(id)? else {
             return Err(StoreError::NotFound(format!("design {id}")));
         };
         let remaining = (&self.designs, &self.owner_designs, &self.blob_refs)
@@ -338,6 +368,8 @@ impl Store for SledStore {
                 Ok(n)
             })
             .map_err(tx_err)?;
+        cache.remove(id);
+        drop(cache);
         if remaining == 0 {
             self.blobs.remove(&rec.sha256)?;
         }
@@ -633,6 +665,8 @@ mod tests {
         store.put_design(&a, b"same bytes").unwrap();
         store.put_design(&b, b"same bytes").unwrap();
         assert_eq!(store.blobs.list().unwrap(), vec![a.sha256.clone()]);
+        // Read (and so cached) before the deletes: a deleted design must not be served.
+        assert_eq!(store.get_design("02-b").unwrap(), Some(b.clone()));
         assert!(!store.delete_design("01-a").unwrap());
         assert!(store.blob_exists(&a.sha256).unwrap());
         assert!(store.delete_design("02-b").unwrap());
