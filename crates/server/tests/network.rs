@@ -481,7 +481,11 @@ async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
     // Also when the retry could not be routed now (no printer within 1 km of Potsdam).
     let mut unroutable = submit;
     unroutable.spec.as_mut().unwrap().max_distance_km = 1.0;
-    let third = jobs.submit_job(unroutable.clone()).await.unwrap().into_inner();
+    let third = jobs
+        .submit_job(unroutable.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(third.replayed);
     assert_eq!(third.jobs[0].name, job.name);
     unroutable.idempotency_key = "order-2".into();
