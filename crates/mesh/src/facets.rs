@@ -54,22 +54,21 @@ impl Facets for Soup<'_> {
 /// The facet records of a binary STL file (everything after its 84-byte prefix), decoded as
 /// they are read.
 pub(crate) struct BinaryRecords<'a> {
-    body: &'a [u8],
+    records: &'a [[u8; RECORD_BYTES]],
 }
 
 impl<'a> BinaryRecords<'a> {
     /// `body` holds whole records; a trailing partial record is ignored.
     pub(crate) fn new(body: &'a [u8]) -> Self {
-        let whole = body.len() / RECORD_BYTES * RECORD_BYTES;
         BinaryRecords {
-            body: &body[..whole],
+            records: body.as_chunks().0,
         }
     }
 }
 
 /// Decodes one record into (normal, corners).
 #[inline(always)]
-pub(crate) fn decode_record(r: &[u8; RECORD_BYTES]) -> ([f32; 3], [[f32; 3]; 3]) {
+fn decode_record(r: &[u8; RECORD_BYTES]) -> ([f32; 3], [[f32; 3]; 3]) {
     let f = |k: usize| f32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]]);
     (
         [f(0), f(1), f(2)],
@@ -79,17 +78,14 @@ pub(crate) fn decode_record(r: &[u8; RECORD_BYTES]) -> ([f32; 3], [[f32; 3]; 3])
 
 impl Facets for BinaryRecords<'_> {
     fn count(&self) -> usize {
-        self.body.len() / RECORD_BYTES
+        self.records.len()
     }
 
     fn each(&self, range: Range<usize>, mut visit: impl FnMut(usize, &[[f32; 3]; 3], &[f32; 3])) {
-        let records = &self.body[RECORD_BYTES * range.start..RECORD_BYTES * range.end];
-        for (i, r) in records.chunks_exact(RECORD_BYTES).enumerate() {
-            let Ok(r) = <&[u8; RECORD_BYTES]>::try_from(r) else {
-                continue;
-            };
+        let start = range.start;
+        for (i, r) in self.records[range].iter().enumerate() {
             let (n, t) = decode_record(r);
-            visit(range.start + i, &t, &n);
+            visit(start + i, &t, &n);
         }
     }
 }

@@ -147,10 +147,15 @@ fn estimates() -> HashMap<String, EstimateFigures> {
         .collect()
 }
 
-fn run_quote(n_printers: usize) {
+/// The same seeded fleet of `n_printers`, its estimates, and the generator for the requests.
+fn setup(n_printers: usize) -> (StdRng, Fleet, HashMap<String, EstimateFigures>) {
     let mut rng = StdRng::seed_from_u64(42);
     let fleet = Fleet::new(printers(n_printers, &mut rng)).expect("valid printers");
-    let estimates = estimates();
+    (rng, fleet, estimates())
+}
+
+fn run_quote(n_printers: usize) {
+    let (mut rng, fleet, estimates) = setup(n_printers);
     let estimator = |profile: &str| estimates.get(profile).copied();
     let scheduler = Scheduler::default();
     let requests: Vec<JobRequest> = (0..WARMUP + DECISIONS)
@@ -218,9 +223,7 @@ fn report_pair(label: &str, mut fast: Vec<Duration>, mut reference: Vec<Duration
 /// `assign` against `assign_reference` on the same requests, alternating which runs first.
 /// Checks that both place the copies identically (outside the timed part).
 fn run_assign(n_printers: usize, quantity: u32, mix: Mix) {
-    let mut rng = StdRng::seed_from_u64(42);
-    let fleet = Fleet::new(printers(n_printers, &mut rng)).expect("valid printers");
-    let estimates = estimates();
+    let (mut rng, fleet, estimates) = setup(n_printers);
     let estimator = |profile: &str| estimates.get(profile).copied();
     let scheduler = Scheduler::default();
     let requests: Vec<JobRequest> = (0..WARMUP + DECISIONS)

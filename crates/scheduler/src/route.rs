@@ -508,16 +508,11 @@ impl Scheduler {
                 }
             }
             let c = &candidates[winner];
-            let Some(s) = Scored::new(c, fleet, &job.fits, &self.weights, &best) else {
+            let Some(p) = winner_placement(c, &job, &self.weights, best, candidates.len(), copy)
+            else {
                 break;
             };
-            let field = explain::Field {
-                capable: candidates.len(),
-                best,
-                quantity: 1,
-            };
-            let reasons = explain::option_reasons(&field, &s, 1, Some(&s));
-            placements.push(to_placement(&s, copy, reasons));
+            placements.push(p);
             placed[winner].0 += c.figures.print_time_s;
             placed[winner].1 += 1;
         }
@@ -579,6 +574,26 @@ fn to_option(s: &Scored<'_>, rank: usize, quantity: u32, reasons: Vec<String>) -
         contributions: s.contributions,
         reasons,
     }
+}
+
+/// The placement of `copy` on the winning candidate `c`, with the reasons a ranked-first
+/// option gets among `capable` printers; `None` if `c` is not in the fleet.
+fn winner_placement(
+    c: &Candidate,
+    job: &JobContext<'_, '_>,
+    weights: &Weights,
+    best: Best,
+    capable: usize,
+    copy: u32,
+) -> Option<Placement> {
+    let s = Scored::new(c, job.fleet, &job.fits, weights, &best)?;
+    let field = explain::Field {
+        capable,
+        best,
+        quantity: 1,
+    };
+    let reasons = explain::option_reasons(&field, &s, 1, Some(&s));
+    Some(to_placement(&s, copy, reasons))
 }
 
 fn to_placement(s: &Scored<'_>, copy: u32, reasons: Vec<String>) -> Placement {

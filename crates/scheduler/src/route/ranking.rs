@@ -24,10 +24,9 @@
 use std::cmp::Ordering;
 
 use super::{
-    Assignment, Candidate, FALLBACK_PROFILE, Scored, metrics_for, tie_hash, tie_seed, to_placement,
+    Assignment, Candidate, FALLBACK_PROFILE, metrics_for, tie_hash, tie_seed, winner_placement,
 };
 use crate::error::SchedulerError;
-use crate::explain;
 use crate::filter::{BoundedDistance, JobContext, PassedBounded, gate_passes, run_filters_bounded};
 use crate::fleet::Cost;
 use crate::geo::{distance_lower_km, distance_upper_km};
@@ -191,16 +190,10 @@ pub(super) fn assign_best(
             tie: 0,
             score: keys[w],
         };
-        let Some(s) = Scored::new(&c, fleet, &job.fits, weights, &best) else {
+        let Some(p) = winner_placement(&c, job, weights, best, entries.len(), copy) else {
             break;
         };
-        let field = explain::Field {
-            capable: entries.len(),
-            best,
-            quantity: 1,
-        };
-        let reasons = explain::option_reasons(&field, &s, 1, Some(&s));
-        placements.push(to_placement(&s, copy, reasons));
+        placements.push(p);
 
         // The copy joins the winner's queue, as in the reference before the next copy.
         let figures = &winner.passed.estimate.figures;
