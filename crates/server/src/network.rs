@@ -1828,10 +1828,17 @@ impl Network {
             Msg::PrinterStatus(s) => {
                 let name = names::printer(node, &s.printer_id);
                 let state = pb::PrinterState::try_from(s.state).unwrap_or(pb::PrinterState::Idle);
+                let mut opened = false;
                 if let Some(p) = inner.printers.get_mut(name.as_str()) {
+                    opened = !printer_state(p.state).accepts_jobs()
+                        && printer_state(state).accepts_jobs();
                     p.state = state;
                     p.last_seen_ms = now_ms();
                     let _ = self.fleet_mut().set_state(&name, printer_state(state));
+                }
+                // A printer back from offline or maintenance can take what waits in the queue.
+                if opened && !inner.queued.is_empty() {
+                    self.place_queued(&mut inner);
                 }
             }
             Msg::Ack(ack) => {

@@ -746,6 +746,63 @@ async fn a_print_lost_with_its_node_is_rerouted_after_the_grace() {
 }
 
 #[tokio::test]
+async fn a_queued_job_goes_to_a_printer_that_comes_back_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let creds = r.node_credentials("berlin").await;
+    let mut node = SimNode::connect(
+        &r,
+        &creds,
+        "berlin",
+        vec![
+            printer("mk3", BERLIN, pb::Technology::Fdm, 200.0),
+            printer("far", HAMBURG, pb::Technology::Fdm, 200.0),
+        ],
+        vec![],
+    )
+    .await;
+    let status = |id: &str, state: pb::PrinterState| {
+        pb::node_message::Msg::PrinterStatus(pb::PrinterStatus {
+            printer_id: id.into(),
+            state: state as i32,
+            ..Default::default()
+        })
+    };
+    let mut jobs = r.jobs(&designer);
+    let job = jobs
+        .submit_job(pb::SubmitJobRequest {
+            spec: Some(spec(&design, POTSDAM)),
+            printer: String::new(),
+            idempotency_key: "k".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs
+        .remove(0);
+    assert_eq!(node.assignment().await.printer_id, "mk3");
+    // The other printer is unreachable when the first one fails: nothing can take the job.
+    node.send(status("far", pb::PrinterState::Offline));
+    node.result(&job.name, 1, false, true, "thermal runaway");
+    wait_state(&mut jobs, &job.name, pb::JobState::Queued).await;
+    // Its serial link comes back: the job goes there without anyone asking.
+    node.send(status("far", pb::PrinterState::Idle));
+    let a = node.assignment().await;
+    assert_eq!(
+        (a.job.as_str(), a.printer_id.as_str()),
+        (job.name.as_str(), "far")
+    );
+    let j = wait_state(&mut jobs, &job.name, pb::JobState::Assigned).await;
+    assert_eq!(
+        (j.printer.as_str(), j.epoch),
+        ("nodes/berlin/printers/far", a.epoch)
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn cancel_reaches_the_node_and_quantity_spreads() {
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(dir.path(), 10.0, 30.0).await;
