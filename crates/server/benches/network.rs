@@ -5,7 +5,8 @@
 //! jobs. The machine's load average is printed with the figures: they are only comparable
 //! between runs on an otherwise idle machine.
 //!
-//! `cargo bench -p fabrouter-server --bench network [-- --printers N --jobs N --clients N]`
+//! `cargo bench -p fabrouter-server --bench network [-- --printers N --jobs N --clients N --connections N]`
+//! (the clients share one HTTP/2 connection unless `--connections` spreads them)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -161,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let n_printers = arg("--printers", 10_000);
     let n_jobs = arg("--jobs", 100_000);
     let clients = arg("--clients", 32);
+    let connections = arg("--connections", 1).max(1);
     let dir = tempfile::tempdir()?;
     let mut config = Config::embedded(dir.path());
     // Leases long enough that the benchmark's one idle node never expires.
@@ -341,8 +343,18 @@ async fn main() -> anyhow::Result<()> {
     let machine_cpu = machine_cpu_s();
     let t = Instant::now();
     let mut tasks = Vec::new();
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        let ch = Channel::from_shared(format!("http://{}", running.addr))?
+            .connect()
+            .await?;
+        conns.push(JobServiceClient::with_interceptor(
+            ch,
+            Bearer(designer.clone()),
+        ));
+    }
     for w in 0..clients {
-        let mut c = jobs.clone();
+        let mut c = conns[w % connections].clone();
         let submitted = submitted.clone();
         let spec = spec.clone();
         let per = n_jobs / clients + usize::from(w < n_jobs % clients);

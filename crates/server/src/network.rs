@@ -627,6 +627,13 @@ fn placement_to_pb(p: &sched::Placement, design: &str) -> pb::QuoteOption {
 }
 
 /// `nodes/{node}/printers/{printer}` -> node id.
+/// FAILED_PRECONDITION: the request is valid, but no registered printer can take it now.
+fn no_printer(rejected: usize) -> Status {
+    Status::failed_precondition(format!(
+        "no registered printer can take this job ({rejected} rejected); QuoteJob lists each printer's reason"
+    ))
+}
+
 fn node_of(printer: &str) -> &str {
     printer
         .strip_prefix("nodes/")
@@ -1201,13 +1208,12 @@ impl Network {
                 | sched::SchedulerError::ChosenPrinterRejected { .. } => {
                     Status::failed_precondition(e.to_string())
                 }
+                // The request is well formed; the fleet cannot take it now.
+                sched::SchedulerError::NoCapablePrinter { rejected } => no_printer(rejected),
                 other => bad_request("spec", other.to_string()),
             })?;
         if assignment.placements.is_empty() {
-            return Err(Status::failed_precondition(format!(
-                "no registered printer can take this job ({} rejected); QuoteJob lists each printer's reason",
-                assignment.rejected
-            )));
+            return Err(no_printer(assignment.rejected));
         }
         Ok(assignment)
     }

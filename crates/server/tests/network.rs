@@ -490,7 +490,8 @@ async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
     assert_eq!(third.jobs[0].name, job.name);
     unroutable.idempotency_key = "order-2".into();
     let err = jobs.submit_job(unroutable).await.unwrap_err();
-    assert!(err.message().contains("no printer"), "{err:?}");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("no registered printer"), "{err:?}");
 
     let a = node.assignment().await;
     assert_eq!(
