@@ -424,8 +424,25 @@ async fn main() -> anyhow::Result<()> {
         "  resident memory (router and benchmark clients in one process): start {rss_start:.0} MB, with printers {rss_printers:.0} MB, with {n} jobs {rss_jobs:.0} MB ({:.2} KB per job); store on disk {store_mb:.0} MB",
         (rss_jobs - rss_printers) * 1024.0 / n.max(1) as f64
     );
-    println!("  load average at the end (1, 5, 15 min): {load}");
     drop(node_streams);
+    let _ = stop_tx.send(());
+    running.wait().await?;
+
+    // A restart with every job still active: the store's check for submissions that never
+    // committed and the registry's reload of the jobs.
+    let t = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut config = Config::embedded(dir.path());
+    config.network.lease_s = 3600.0;
+    let running = fabrouter_server::start(config, async {
+        let _ = stop_rx.await;
+    })
+    .await?;
+    println!(
+        "  restart with {n} active jobs: serving again after {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    println!("  load average at the end (1, 5, 15 min): {load}");
     let _ = stop_tx.send(());
     running.wait().await?;
     Ok(())

@@ -132,7 +132,9 @@ pub trait Store: Send + Sync + 'static {
     fn get_node(&self, node_id: &str) -> Result<Option<NodeRecord>>;
 
     /// Stores jobs with their first events, unless `(owner, idempotency_key)` was seen before.
-    /// `events[i]` are the encoded events of `jobs[i]`, numbered 1.. in order.
+    /// `events[i]` are the encoded events of `jobs[i]`, numbered 1.. in order. All or nothing:
+    /// after an error or a crash (once the store is open again), a submission's jobs are all
+    /// there or none is; concurrent calls with one key store one set of jobs.
     fn create_jobs(
         &self,
         owner: &str,

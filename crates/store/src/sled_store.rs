@@ -5,8 +5,11 @@
 //! (node id -> record), `cache` (key -> bytes), `jobs` (id -> record), `owner_jobs`
 //! (owner NUL id -> ()), `active_jobs` (id -> ()), `job_events` (id NUL seq(u64 BE) -> event),
 //! `idempotency` (owner NUL key -> job ids), `printers` (name -> encoded printer). Multi-tree
-//! changes go through one sled transaction; the blob file is written before and removed after it, and a start-up sweep
-//! removes blobs that no record counts (a crash between the two steps).
+//! changes go through one sled transaction, except the creation of jobs: its writes end with
+//! the idempotency entry, the commit point, and a start-up removes the jobs of submissions
+//! that never reached it ([`SledStore::write_uncommitted_jobs`]). The blob file is written
+//! before and removed after its transaction, and a start-up sweep removes blobs that no record
+//! counts (a crash between the two steps).
 //!
 //! Records are JSON except jobs, the most numerous and most often rewritten: those use a compact
 //! binary layout ([`encode_job`]); job records written as JSON by older versions still read.
@@ -110,6 +113,7 @@ impl SledStore {
             db,
         };
         store.sweep_orphan_blobs()?;
+        store.remove_uncommitted_jobs()?;
         Ok(store)
     }
 
@@ -126,6 +130,91 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+
+    /// Writes the jobs of a submission, without its idempotency entry, in the order that
+    /// [`SledStore::remove_uncommitted_jobs`] relies on: per job the active marker, the record,
+    /// the owner index, the events.
+    ///
+    /// Not a sled transaction, on purpose: sled 0.34 writes out its log buffer twice for every
+    /// transaction or batch (to place the batch's manifest), which cost a third of the CPU of
+    /// a durable submit. Single writes suffice because sled recovers its log in order, up to
+    /// the first write that did not reach the disk: if the idempotency entry (written last,
+    /// `create_jobs`' commit point) survives a crash, everything written before it does too.
+    fn write_uncommitted_jobs(
+        &self,
+        jobs: &[JobRecord],
+        values: &[Vec<u8>],
+        events: &[Vec<Vec<u8>>],
+    ) -> Result<()> {
+        for (i, (job, value)) in jobs.iter().zip(values).enumerate() {
+            if job.active {
+                self.active_jobs.insert(job.id.as_bytes(), &[] as &[u8])?;
+            }
+            self.jobs.insert(job.id.as_bytes(), value.as_slice())?;
+            self.owner_jobs
+                .insert(owner_key(&job.owner, &job.id), &[] as &[u8])?;
+            for (n, ev) in events.get(i).into_iter().flatten().enumerate() {
+                self.job_events
+                    .insert(event_key(&job.id, n as u64 + 1), ev.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes jobs with their markers, owner index entries (when the owner is known) and
+    /// events.
+    fn remove_jobs<'a>(
+        &self,
+        jobs: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<()> {
+        for (id, owner) in jobs {
+            for item in self.job_events.scan_prefix(owner_key(id, "")).keys() {
+                self.job_events.remove(item?)?;
+            }
+            if let Some(owner) = owner {
+                self.owner_jobs.remove(owner_key(owner, id))?;
+            }
+            self.jobs.remove(id.as_bytes())?;
+            self.active_jobs.remove(id.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes what a submission that never committed left behind (a crash before its
+    /// idempotency entry was written; it was never acknowledged, and its retry makes new
+    /// jobs): jobs written by `create_jobs` whose entry does not list them, and active
+    /// markers without a record. Such jobs are active and never updated, so only active jobs
+    /// are looked at. Returns how many jobs were removed.
+    fn remove_uncommitted_jobs(&self) -> Result<usize> {
+        let mut orphans: Vec<(String, Option<String>)> = Vec::new();
+        for item in self.active_jobs.iter().keys() {
+            let key = item?;
+            let id = String::from_utf8(key.to_vec()).map_err(|e| StoreError::Corrupt {
+                tree: "active_jobs",
+                reason: e.to_string(),
+            })?;
+            let Some(value) = self.jobs.get(&key)? else {
+                orphans.push((id, None));
+                continue;
+            };
+            let (rec, submission) = decode_job_with_submission(&value)?;
+            let Some(submission) = submission else {
+                continue;
+            };
+            let listed = match self.idempotency.get(&submission)? {
+                Some(ids) => decode::<Vec<String>>("idempotency", &ids)?.contains(&rec.id),
+                None => false,
+            };
+            if !listed {
+                orphans.push((id, Some(rec.owner)));
+            }
+        }
+        for (id, _) in &orphans {
+            tracing::warn!(job = %id, "removing a job whose submission never committed");
+        }
+        self.remove_jobs(orphans.iter().map(|(id, o)| (id.as_str(), o.as_deref())))?;
+        Ok(orphans.len())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -151,6 +240,11 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
 
 /// First byte of a binary job record (a JSON record starts with `{`).
 const JOB_FORMAT_V1: u8 = 1;
+/// First byte of a job record as `create_jobs` writes it: the V1 layout with the submission's
+/// idempotency entry key after the owner (`[len u32 LE][key]`), so that a start-up can tell
+/// whether the submission committed ([`SledStore::remove_uncommitted_jobs`]). An update
+/// rewrites the record as V1.
+const JOB_FORMAT_NEW: u8 = 2;
 /// Tag, version, last sequence, active flag.
 const JOB_HEADER_LEN: usize = 1 + 8 + 8 + 1;
 
@@ -158,16 +252,33 @@ const JOB_HEADER_LEN: usize = 1 + 8 + 8 + 1;
 /// `[owner len u32 LE][owner][encoded job...]`: the job bytes are kept as they are, where
 /// JSON would write each byte as a decimal number (three times the size, and slow to parse).
 fn encode_job(job: &JobRecord) -> Result<Vec<u8>> {
-    let len = |s: &str| {
-        u32::try_from(s.len()).map_err(|_| StoreError::Corrupt {
+    encode_job_as(job, None)
+}
+
+/// [`encode_job`], or with `submission` (the idempotency entry key) the [`JOB_FORMAT_NEW`]
+/// layout.
+fn encode_job_as(job: &JobRecord, submission: Option<&[u8]>) -> Result<Vec<u8>> {
+    let len = |n: usize| {
+        u32::try_from(n).map_err(|_| StoreError::Corrupt {
             tree: "jobs",
-            reason: format!("job {}: id or owner longer than 4 GiB", job.id),
+            reason: format!("job {}: id, owner or key longer than 4 GiB", job.id),
         })
     };
-    let (id_len, owner_len) = (len(&job.id)?, len(&job.owner)?);
-    let mut out =
-        Vec::with_capacity(JOB_HEADER_LEN + 8 + job.id.len() + job.owner.len() + job.job.len());
-    out.push(JOB_FORMAT_V1);
+    let (id_len, owner_len) = (len(job.id.len())?, len(job.owner.len())?);
+    let key_len = submission.map(|k| len(k.len())).transpose()?;
+    let mut out = Vec::with_capacity(
+        JOB_HEADER_LEN
+            + 12
+            + job.id.len()
+            + job.owner.len()
+            + submission.map_or(0, <[u8]>::len)
+            + job.job.len(),
+    );
+    out.push(if submission.is_some() {
+        JOB_FORMAT_NEW
+    } else {
+        JOB_FORMAT_V1
+    });
     out.extend_from_slice(&job.version.to_le_bytes());
     out.extend_from_slice(&job.last_seq.to_le_bytes());
     out.push(u8::from(job.active));
@@ -175,8 +286,16 @@ fn encode_job(job: &JobRecord) -> Result<Vec<u8>> {
     out.extend_from_slice(job.id.as_bytes());
     out.extend_from_slice(&owner_len.to_le_bytes());
     out.extend_from_slice(job.owner.as_bytes());
+    if let (Some(k), Some(n)) = (submission, key_len) {
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(k);
+    }
     out.extend_from_slice(&job.job);
     Ok(out)
+}
+
+fn is_binary_job(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(&JOB_FORMAT_V1 | &JOB_FORMAT_NEW))
 }
 
 fn corrupt_job(reason: &str) -> StoreError {
@@ -186,14 +305,20 @@ fn corrupt_job(reason: &str) -> StoreError {
     }
 }
 
-/// Reads a job record in either layout.
+/// Reads a job record in any layout.
 fn decode_job(bytes: &[u8]) -> Result<JobRecord> {
-    if bytes.first() != Some(&JOB_FORMAT_V1) {
-        return decode("jobs", bytes);
+    decode_job_with_submission(bytes).map(|(rec, _)| rec)
+}
+
+/// A job record and, if `create_jobs` wrote it and no update has since, its submission's
+/// idempotency entry key.
+fn decode_job_with_submission(bytes: &[u8]) -> Result<(JobRecord, Option<Vec<u8>>)> {
+    if !is_binary_job(bytes) {
+        return decode("jobs", bytes).map(|rec| (rec, None));
     }
     let (version, last_seq) = job_header(bytes)?;
     let mut rest = &bytes[JOB_HEADER_LEN..];
-    let mut text = || -> Result<String> {
+    let mut field = || -> Result<&[u8]> {
         let (len, tail) = rest
             .split_first_chunk::<4>()
             .ok_or_else(|| corrupt_job("truncated job record"))?;
@@ -203,23 +328,32 @@ fn decode_job(bytes: &[u8]) -> Result<JobRecord> {
         }
         let (s, tail) = tail.split_at(len);
         rest = tail;
-        String::from_utf8(s.to_vec()).map_err(|e| corrupt_job(&e.to_string()))
+        Ok(s)
     };
-    let id = text()?;
-    let owner = text()?;
-    Ok(JobRecord {
-        id,
-        owner,
-        version,
-        last_seq,
-        active: bytes[JOB_HEADER_LEN - 1] != 0,
-        job: rest.to_vec(),
-    })
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| corrupt_job(&e.to_string()));
+    let id = text(field()?)?;
+    let owner = text(field()?)?;
+    let submission = if bytes[0] == JOB_FORMAT_NEW {
+        Some(field()?.to_vec())
+    } else {
+        None
+    };
+    Ok((
+        JobRecord {
+            id,
+            owner,
+            version,
+            last_seq,
+            active: bytes[JOB_HEADER_LEN - 1] != 0,
+            job: rest.to_vec(),
+        },
+        submission,
+    ))
 }
 
 /// Version and last sequence of a stored job record, without copying the job.
 fn job_header(bytes: &[u8]) -> Result<(u64, u64)> {
-    if bytes.first() != Some(&JOB_FORMAT_V1) {
+    if !is_binary_job(bytes) {
         let rec: JobRecord = decode("jobs", bytes)?;
         return Ok((rec.version, rec.last_seq));
     }
@@ -474,38 +608,41 @@ impl Store for SledStore {
         jobs: &[JobRecord],
         events: &[Vec<Vec<u8>>],
     ) -> Result<Created> {
-        let values = jobs.iter().map(encode_job).collect::<Result<Vec<_>>>()?;
+        let idem = owner_key(owner, idempotency_key);
+        if let Some(prev) = self.idempotency.get(&idem)? {
+            return Ok(Created::Replayed(decode("idempotency", &prev)?));
+        }
+        let values = jobs
+            .iter()
+            .map(|j| encode_job_as(j, Some(&idem)))
+            .collect::<Result<Vec<_>>>()?;
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
         let ids_value = encode("idempotency", &ids)?;
-        let idem = owner_key(owner, idempotency_key);
-        let trees = (
-            &self.jobs,
-            &self.owner_jobs,
-            &self.active_jobs,
-            &self.job_events,
-            &self.idempotency,
-        );
-        trees
-            .transaction(|(t_jobs, t_owner, t_active, t_events, t_idem)| {
-                if let Some(prev) = t_idem.get(&idem)? {
-                    let prev: Vec<String> = decode("idempotency", &prev)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    return Ok(Created::Replayed(prev));
-                }
-                for (i, (job, value)) in jobs.iter().zip(&values).enumerate() {
-                    t_jobs.insert(job.id.as_bytes(), value.as_slice())?;
-                    t_owner.insert(owner_key(&job.owner, &job.id), &[] as &[u8])?;
-                    if job.active {
-                        t_active.insert(job.id.as_bytes(), &[] as &[u8])?;
-                    }
-                    for (n, ev) in events.get(i).into_iter().flatten().enumerate() {
-                        t_events.insert(event_key(&job.id, n as u64 + 1), ev.as_slice())?;
-                    }
-                }
-                t_idem.insert(idem.as_slice(), ids_value.as_slice())?;
-                Ok(Created::New)
-            })
-            .map_err(tx_err)
+        if let Err(e) = self.write_uncommitted_jobs(jobs, &values, events) {
+            let _ = self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))));
+            return Err(e);
+        }
+        // The commit point. Anything a concurrent submit with the same key wrote meanwhile
+        // loses here and is taken back.
+        let committed = self
+            .idempotency
+            .compare_and_swap(&idem, None as Option<&[u8]>, Some(ids_value))
+            .map_err(StoreError::Engine);
+        match committed {
+            Ok(Ok(())) => Ok(Created::New),
+            Ok(Err(lost)) => {
+                self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))))?;
+                let prev = lost.current.ok_or_else(|| StoreError::Corrupt {
+                    tree: "idempotency",
+                    reason: "an entry vanished while it was compared".into(),
+                })?;
+                Ok(Created::Replayed(decode("idempotency", &prev)?))
+            }
+            Err(e) => {
+                let _ = self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))));
+                Err(e)
+            }
+        }
     }
 
     fn idempotency_lookup(
@@ -853,6 +990,98 @@ mod tests {
     }
 
     #[test]
+    fn a_submission_that_never_committed_is_gone_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let evs = vec![vec![b"created".to_vec(), b"assigned".to_vec()]; 2];
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let done = [job("j1", 0, 2, true), job("j2", 0, 2, true)];
+            assert_eq!(
+                store.create_jobs("alice", "k1", &done, &evs).unwrap(),
+                Created::New
+            );
+            // A crash before the commit point: the jobs of "k2" are written, its idempotency
+            // entry is not.
+            let lost = [job("j3", 0, 2, true), job("j4", 0, 2, true)];
+            let idem = owner_key("alice", "k2");
+            let values: Vec<_> = lost
+                .iter()
+                .map(|j| encode_job_as(j, Some(&idem)).unwrap())
+                .collect();
+            store.write_uncommitted_jobs(&lost, &values, &evs).unwrap();
+            // And a crash that cut a submission after its first job's active marker.
+            store.active_jobs.insert("j5", &[] as &[u8]).unwrap();
+            // A committed job that was updated since is a V1 record: it stays.
+            store
+                .update_job(&job("j2", 1, 3, true), &[b"started".to_vec()])
+                .unwrap();
+            assert_eq!(store.active_jobs().unwrap().len(), 4);
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let ids = |v: Vec<JobRecord>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.active_jobs().unwrap()), ["j1", "j2"]);
+        assert_eq!(
+            ids(store.list_jobs("alice", None, 10).unwrap()),
+            ["j2", "j1"]
+        );
+        for gone in ["j3", "j4", "j5"] {
+            assert!(store.get_job(gone).unwrap().is_none());
+            assert!(store.job_events(gone, 1).unwrap().is_empty());
+            assert!(!store.active_jobs.contains_key(gone).unwrap());
+        }
+        assert_eq!(store.job_events("j2", 1).unwrap().len(), 3);
+        // The retry of "k2" is a new submission.
+        assert_eq!(
+            store
+                .create_jobs("alice", "k2", &[job("j6", 0, 2, true)], &evs[..1])
+                .unwrap(),
+            Created::New
+        );
+    }
+
+    #[test]
+    fn concurrent_submissions_with_one_key_store_one_set_of_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        for round in 0..20 {
+            let key = format!("k{round}");
+            let outcomes: Vec<(Vec<String>, Created)> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|t| {
+                        let (store, key) = (&store, &key);
+                        s.spawn(move || {
+                            let mine: Vec<JobRecord> = (0..3)
+                                .map(|n| job(&format!("r{round}-t{t}-{n}"), 0, 1, true))
+                                .collect();
+                            let evs = vec![vec![b"created".to_vec()]; 3];
+                            let ids = mine.iter().map(|j| j.id.clone()).collect();
+                            (ids, store.create_jobs("alice", key, &mine, &evs).unwrap())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let winners: Vec<&Vec<String>> = outcomes
+                .iter()
+                .filter(|(_, c)| *c == Created::New)
+                .map(|(ids, _)| ids)
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
+            for (_, c) in &outcomes {
+                if let Created::Replayed(ids) = c {
+                    assert_eq!(ids, winners[0]);
+                }
+            }
+        }
+        // Only the winners' jobs remain, with their events.
+        let listed = store.list_jobs("alice", None, 1000).unwrap();
+        assert_eq!(listed.len(), 20 * 3);
+        assert_eq!(store.active_jobs().unwrap().len(), 20 * 3);
+        assert_eq!(store.job_events.len(), 20 * 3);
+    }
+
+    #[test]
     fn job_records_round_trip_and_json_records_of_older_versions_still_read() {
         let rec = JobRecord {
             id: "0190abcd".into(),
@@ -865,6 +1094,16 @@ mod tests {
         let bytes = encode_job(&rec).unwrap();
         assert_eq!(decode_job(&bytes).unwrap(), rec);
         assert_eq!(job_header(&bytes).unwrap(), (7, 12));
+        let new = encode_job_as(&rec, Some(b"alice\0k1")).unwrap();
+        assert_eq!(
+            decode_job_with_submission(&new).unwrap(),
+            (rec.clone(), Some(b"alice\0k1".to_vec()))
+        );
+        assert_eq!(job_header(&new).unwrap(), (7, 12));
+        assert!(matches!(
+            decode_job(&new[..JOB_HEADER_LEN + 4 + 8 + 4 + 5 + 2]),
+            Err(StoreError::Corrupt { .. })
+        ));
         assert!(matches!(
             decode_job(&bytes[..bytes.len() - 6]),
             Err(StoreError::Corrupt { .. })
