@@ -1248,10 +1248,10 @@ impl Network {
                 ),
             ));
         }
-        // A replay is found by `create_jobs`, in the transaction that would store the jobs:
-        // looking the key up first would cost every submit a store read, and store reads wait
-        // while any other submit commits. Where routing cannot go on (an error, or estimates
-        // still to compute), the key is looked up then, so a retry still gets its jobs.
+        // A replay is found by `create_jobs` when it would store the jobs (its commit point is
+        // the key): looking the key up here too would cost every submit a second store read.
+        // Where routing cannot go on (an error, or estimates still to compute), the key is
+        // looked up then, so a retry still gets its jobs.
         let Some(mut spec) = req.spec.clone() else {
             return self.replay_or(who, key, bad_request("spec", "spec is required"));
         };
