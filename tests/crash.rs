@@ -1,6 +1,7 @@
-//! fabd killed (SIGKILL) while many submits are being stored: after a restart every
-//! acknowledged job is there, every idempotency key names the jobs a retry gets, and no job
-//! exists that no key names (a submission cut short by the crash leaves nothing behind).
+//! fabd killed (SIGKILL) with jobs in every state and many submits being stored: after a
+//! restart every job that was in a state is still in it, every acknowledged job is there, every
+//! idempotency key names the jobs a retry gets, and no job exists that no key names (a
+//! submission cut short by the crash leaves nothing behind).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use pb::admin_service_client::AdminServiceClient;
 use pb::design_service_client::DesignServiceClient;
 use pb::job_service_client::JobServiceClient;
 use pb::node_service_client::NodeServiceClient;
+use tokio_stream::StreamExt as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -108,6 +110,45 @@ fn submit(design: &str, key: &str, quantity: u32) -> pb::SubmitJobRequest {
     }
 }
 
+/// Waits for the assignment of `job`, skipping other messages.
+async fn next_assignment(
+    messages: &mut (impl tokio_stream::Stream<Item = pb::router_message::Msg> + Unpin),
+    job: &str,
+) -> pb::JobAssignment {
+    let wait = async {
+        while let Some(m) = messages.next().await {
+            if let pb::router_message::Msg::Assignment(a) = m
+                && a.job == job
+            {
+                return a;
+            }
+        }
+        panic!("the node stream ended before {job} was assigned");
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{job} was never assigned"))
+}
+
+async fn wait_state(jobs: &mut Jobs, name: &str, want: pb::JobState) -> pb::Job {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = jobs
+            .get_job(pb::GetJobRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if job.state == want as i32 {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {want:?}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn names(jobs: &[pb::Job]) -> Vec<String> {
     jobs.iter().map(|j| j.name.clone()).collect()
 }
@@ -188,7 +229,7 @@ async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
             })),
         })
         .unwrap();
-    let mut inbox = NodeServiceClient::with_interceptor(
+    let inbox = NodeServiceClient::with_interceptor(
         ch.clone(),
         Bearer(format!("node:berlin:{node_secret}")),
     )
@@ -198,7 +239,87 @@ async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
     .await
     .unwrap()
     .into_inner();
-    tokio::spawn(async move { while let Some(Ok(_)) = inbox.message().await.transpose() {} });
+    let heartbeat = node_tx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let beat = pb::NodeMessage {
+                msg: Some(pb::node_message::Msg::Heartbeat(pb::Heartbeat::default())),
+            };
+            if heartbeat.send(beat).is_err() {
+                return;
+            }
+        }
+    });
+    let node = |msg| {
+        let _ = node_tx.send(pb::NodeMessage { msg: Some(msg) });
+    };
+    let progress = |job: &str, epoch, fraction| {
+        pb::node_message::Msg::Progress(pb::JobProgress {
+            job: job.into(),
+            epoch,
+            fraction,
+            phase: "printing".into(),
+            ..Default::default()
+        })
+    };
+    let result = |job: &str, epoch, success, printer_fault| {
+        pb::node_message::Msg::Result(pb::JobResult {
+            job: job.into(),
+            epoch,
+            success,
+            reason: "test".into(),
+            printer_fault,
+        })
+    };
+    // The router's messages to the node.
+    let mut assignments = Box::pin(inbox.filter_map(|m| m.ok().and_then(|m| m.msg)));
+
+    // One job in each state, each reached before the crash.
+    let mut jobs = JobServiceClient::with_interceptor(ch.clone(), Bearer(designer.clone()));
+    let mut in_state = Vec::new();
+    for (key, want) in [
+        ("assigned", pb::JobState::Assigned),
+        ("printing", pb::JobState::Printing),
+        ("completed", pb::JobState::Completed),
+        ("failed", pb::JobState::Failed),
+        ("cancelled", pb::JobState::Cancelled),
+        ("queued", pb::JobState::Queued),
+    ] {
+        let job = jobs
+            .submit_job(submit(&design, key, 1))
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs
+            .remove(0);
+        let a = next_assignment(&mut assignments, &job.name).await;
+        match want {
+            pb::JobState::Printing => node(progress(&a.job, a.epoch, 0.3)),
+            pb::JobState::Completed => {
+                node(progress(&a.job, a.epoch, 0.5));
+                node(result(&a.job, a.epoch, true, false));
+            }
+            pb::JobState::Failed => node(result(&a.job, a.epoch, false, false)),
+            pb::JobState::Cancelled => {
+                jobs.cancel_job(pb::CancelJobRequest {
+                    name: job.name.clone(),
+                    reason: "test".into(),
+                })
+                .await
+                .unwrap();
+            }
+            pb::JobState::Queued => {
+                // Both printers fail it: nothing is left to take it.
+                node(result(&a.job, a.epoch, false, true));
+                let b = next_assignment(&mut assignments, &job.name).await;
+                node(result(&b.job, b.epoch, false, true));
+            }
+            _ => {}
+        }
+        in_state.push(wait_state(&mut jobs, &job.name, want).await);
+    }
+    tokio::spawn(async move { while assignments.next().await.is_some() {} });
 
     // Submitters: each key once, quantities 1-3; what was acknowledged is recorded.
     let acked: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
@@ -238,6 +359,16 @@ async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
     let fabd = Fabd::start(dir.path());
     let ch = channel(&fabd).await;
     let mut jobs = JobServiceClient::with_interceptor(ch, Bearer(designer.clone()));
+    for before in &in_state {
+        let after = jobs
+            .get_job(pb::GetJobRequest {
+                name: before.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(&after, before, "{} changed across the crash", before.name);
+    }
     let stored = all_jobs(&mut jobs).await;
     let acked = acked.lock().unwrap().clone();
     let tried = tried.lock().unwrap().clone();
@@ -245,6 +376,9 @@ async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
     // has all its jobs or none, and a retry stores them now (or cannot, if the printers it
     // needs have not come back yet).
     let mut named = BTreeSet::new();
+    for job in &in_state {
+        named.insert(job.name.clone());
+    }
     for (key, quantity) in &tried {
         match jobs.submit_job(submit(&design, key, *quantity)).await {
             Ok(r) => {
