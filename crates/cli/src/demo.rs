@@ -224,6 +224,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
                 .map(|(kind, colour)| MaterialConfig {
                     kind: (*kind).into(),
                     colour: (*colour).into(),
+                    hotend_c: None,
+                    bed_c: None,
                 })
                 .collect(),
             location: Location {

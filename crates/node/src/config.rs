@@ -62,6 +62,14 @@ pub struct MaterialConfig {
     /// e.g. "black"; empty for any.
     #[serde(default)]
     pub colour: String,
+    /// Hot-end and bed temperatures to slice this material with, °C. Without them a printer
+    /// on the node's built-in slicer profile uses typical figures for well-known kinds (see
+    /// `printer::material_temperatures`); a printer with its own `slicer_config` keeps that
+    /// file's.
+    #[serde(default)]
+    pub hotend_c: Option<u32>,
+    #[serde(default)]
+    pub bed_c: Option<u32>,
 }
 
 /// Where the makerspace is.
@@ -452,6 +460,25 @@ impl NodeConfig {
                 Some(path)
             }
         };
+        let max_hotend_c = src.celsius(
+            p.max_hotend_c.as_ref(),
+            DEFAULT_MAX_HOTEND_C,
+            "max_hotend_c",
+        )?;
+        let max_bed_c = src.celsius(p.max_bed_c.as_ref(), DEFAULT_MAX_BED_C, "max_bed_c")?;
+        src.check(
+            &p.materials,
+            |m| {
+                m.iter().all(|m| {
+                    m.hotend_c
+                        .is_none_or(|t| t > 0 && f64::from(t) <= max_hotend_c)
+                        && m.bed_c.is_none_or(|t| f64::from(t) <= max_bed_c)
+                })
+            },
+            &format!(
+                "a material's hotend_c must be in (0, {max_hotend_c}] and bed_c in [0, {max_bed_c}] °C (this printer's max_hotend_c and max_bed_c)"
+            ),
+        )?;
         let location = p.location.get_ref();
         let price = p.price.get_ref();
         Ok(PrinterConfig {
@@ -479,12 +506,8 @@ impl NodeConfig {
                 .firmware_flavor
                 .clone()
                 .unwrap_or_else(|| "marlin2".into()),
-            max_hotend_c: src.celsius(
-                p.max_hotend_c.as_ref(),
-                DEFAULT_MAX_HOTEND_C,
-                "max_hotend_c",
-            )?,
-            max_bed_c: src.celsius(p.max_bed_c.as_ref(), DEFAULT_MAX_BED_C, "max_bed_c")?,
+            max_hotend_c,
+            max_bed_c,
             detect_timeout: src.seconds(
                 p.detect_timeout_s.as_ref(),
                 DEFAULT_DETECT_TIMEOUT_S,
@@ -523,6 +546,30 @@ makerspace = "Berlin Lab"
             Err(ConfigError::Invalid { line, reason, .. }) => (line, reason),
             other => panic!("expected an invalid config, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_example_config_reads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/node.toml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        let c = NodeConfig::from_toml_str(&text, Path::new("/etc/fab")).unwrap();
+        assert_eq!(c.printers[0].materials.len(), 2);
+    }
+
+    #[test]
+    fn material_temperatures_are_read_and_kept_within_the_printers_limits() {
+        let with = GOOD.replace(
+            r#"materials = [{ kind = "PLA", colour = "black" }]"#,
+            r#"materials = [{ kind = "PLA", colour = "black" }, { kind = "PETG", hotend_c = 245, bed_c = 80 }]
+max_hotend_c = 280"#,
+        );
+        let c = NodeConfig::from_toml_str(&with, Path::new("/etc/fab")).unwrap();
+        let petg = &c.printers[0].materials[1];
+        assert_eq!((petg.hotend_c, petg.bed_c), (Some(245), Some(80)));
+        assert_eq!(c.printers[0].materials[0].hotend_c, None);
+        let (line, reason) = err(&with.replace("hotend_c = 245", "hotend_c = 300"));
+        assert_eq!(line, 15, "{reason}");
+        assert!(reason.contains("(0, 280]"), "{reason}");
     }
 
     #[test]

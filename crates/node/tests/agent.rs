@@ -289,6 +289,8 @@ fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
         materials: vec![MaterialConfig {
             kind: "PLA".into(),
             colour: "black".into(),
+            hotend_c: None,
+            bed_c: None,
         }],
         location: Location {
             lat: at.0,
