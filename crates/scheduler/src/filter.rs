@@ -71,6 +71,8 @@ pub enum Rejection<'a> {
     BuildVolume {
         part_mm: &'a [f64; 3],
         printer: &'a Printer,
+        /// Whether the part could have been turned (not for pre-sliced G-code).
+        turnable: bool,
     },
     Material {
         wanted: &'a MaterialRequest,
@@ -120,9 +122,23 @@ impl fmt::Display for Rejection<'_> {
                 has.as_str(),
                 wanted.as_str()
             ),
-            Rejection::BuildVolume { part_mm, printer } => write!(
+            Rejection::BuildVolume {
+                part_mm,
+                printer,
+                turnable: true,
+            } => write!(
                 f,
                 "part {} mm does not fit the {} mm build volume in any orientation",
+                Dims(part_mm),
+                Dims(&printer.build_volume_mm)
+            ),
+            Rejection::BuildVolume {
+                part_mm,
+                printer,
+                turnable: false,
+            } => write!(
+                f,
+                "the G-code reaches over {} mm, beyond the {} mm build volume (sliced G-code prints where it was sliced)",
                 Dims(part_mm),
                 Dims(&printer.build_volume_mm)
             ),
@@ -482,6 +498,7 @@ impl BuildVolumeFilter {
             .ok_or(Rejection::BuildVolume {
                 part_mm: &job.request.part_extent_mm,
                 printer: p.printer,
+                turnable: !job.request.pre_sliced,
             })
     }
 }
@@ -498,6 +515,7 @@ impl Filter for BuildVolumeFilter {
         job.fits.get(i).copied().ok_or(Rejection::BuildVolume {
             part_mm: &job.request.part_extent_mm,
             printer: p.printer,
+            turnable: !job.request.pre_sliced,
         })
     }
 }
@@ -570,6 +588,7 @@ pub(crate) fn rejection_from_code<'a>(
         RejectCode::BuildVolume => Rejection::BuildVolume {
             part_mm: &request.part_extent_mm,
             printer: p.printer,
+            turnable: !request.pre_sliced,
         },
         RejectCode::Material => match &request.material {
             Some(wanted) => Rejection::Material {
@@ -903,6 +922,16 @@ pub(crate) mod tests {
         r.part_extent_mm = [220.0, 20.0, 30.0];
         let o = run(BuildVolumeFilter, &r, &p).unwrap();
         assert_eq!(o.rotation_z_deg, 45);
+        // Pre-sliced G-code is never turned, and the reason says so.
+        r.pre_sliced = true;
+        assert_eq!(
+            run(BuildVolumeFilter, &r, &p),
+            Err((
+                RejectCode::BuildVolume,
+                "the G-code reaches over 220x20x30 mm, beyond the 180x180x180 mm build volume (sliced G-code prints where it was sliced)"
+                    .to_string()
+            ))
+        );
     }
 
     #[test]
