@@ -198,16 +198,21 @@ impl SledStore {
                 orphans.push((id, None));
                 continue;
             };
-            let (rec, submission) = decode_job_with_submission(&value)?;
-            let Some(submission) = submission else {
+            // Records in older layouts were written by transactions: committed.
+            if !is_binary_job(&value) {
+                continue;
+            }
+            let f = job_fields(&value)?;
+            let Some(submission) = f.submission else {
                 continue;
             };
-            let listed = match self.idempotency.get(&submission)? {
-                Some(ids) => decode::<Vec<String>>("idempotency", &ids)?.contains(&rec.id),
+            let listed = match self.idempotency.get(submission)? {
+                Some(ids) => decode::<Vec<String>>("idempotency", &ids)?.contains(&id),
                 None => false,
             };
             if !listed {
-                orphans.push((id, Some(rec.owner)));
+                let owner = String::from_utf8_lossy(f.owner).into_owned();
+                orphans.push((id, Some(owner)));
             }
         }
         for (id, _) in &orphans {
@@ -317,7 +322,34 @@ fn decode_job_with_submission(bytes: &[u8]) -> Result<(JobRecord, Option<Vec<u8>
         return decode("jobs", bytes).map(|rec| (rec, None));
     }
     let (version, last_seq) = job_header(bytes)?;
-    let mut rest = &bytes[JOB_HEADER_LEN..];
+    let f = job_fields(bytes)?;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| corrupt_job(&e.to_string()));
+    Ok((
+        JobRecord {
+            id: text(f.id)?,
+            owner: text(f.owner)?,
+            version,
+            last_seq,
+            active: bytes[JOB_HEADER_LEN - 1] != 0,
+            job: f.job.to_vec(),
+        },
+        f.submission.map(<[u8]>::to_vec),
+    ))
+}
+
+/// The variable parts of a binary job record, borrowed.
+struct JobFields<'a> {
+    id: &'a [u8],
+    owner: &'a [u8],
+    submission: Option<&'a [u8]>,
+    job: &'a [u8],
+}
+
+/// Splits a binary job record ([`is_binary_job`]) without copying it.
+fn job_fields(bytes: &[u8]) -> Result<JobFields<'_>> {
+    let mut rest = bytes
+        .get(JOB_HEADER_LEN..)
+        .ok_or_else(|| corrupt_job("truncated job record"))?;
     let mut field = || -> Result<&[u8]> {
         let (len, tail) = rest
             .split_first_chunk::<4>()
@@ -330,25 +362,19 @@ fn decode_job_with_submission(bytes: &[u8]) -> Result<(JobRecord, Option<Vec<u8>
         rest = tail;
         Ok(s)
     };
-    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| corrupt_job(&e.to_string()));
-    let id = text(field()?)?;
-    let owner = text(field()?)?;
+    let id = field()?;
+    let owner = field()?;
     let submission = if bytes[0] == JOB_FORMAT_NEW {
-        Some(field()?.to_vec())
+        Some(field()?)
     } else {
         None
     };
-    Ok((
-        JobRecord {
-            id,
-            owner,
-            version,
-            last_seq,
-            active: bytes[JOB_HEADER_LEN - 1] != 0,
-            job: rest.to_vec(),
-        },
+    Ok(JobFields {
+        id,
+        owner,
         submission,
-    ))
+        job: rest,
+    })
 }
 
 /// Version and last sequence of a stored job record, without copying the job.
