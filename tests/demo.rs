@@ -38,7 +38,9 @@ fn the_demo_prints_every_example_model_from_pre_sliced_gcode() {
     assert!(row("plate-340mm").contains("berlin-fablab/xl"), "{stdout}");
     assert!(stdout.contains("PETG is not loaded"), "{stdout}");
     assert!(
-        stdout.contains("does not fit the 250x210x210 mm build volume"),
+        stdout.contains(
+            "beyond the 250x210x210 mm build volume (sliced G-code prints where it was sliced)"
+        ),
         "{stdout}"
     );
 }
