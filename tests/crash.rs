@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fabrouter::Fabd;
+use fabrouter::{Fabd, reference};
 use fabrouter_api::v1 as pb;
 use pb::admin_service_client::AdminServiceClient;
 use pb::design_service_client::DesignServiceClient;
@@ -36,31 +36,6 @@ async fn channel(fabd: &Fabd) -> Channel {
         .connect()
         .await
         .unwrap()
-}
-
-/// A closed 20 mm cube, binary STL.
-fn cube_stl() -> Vec<u8> {
-    let v = |x: f32, y: f32, z: f32| [x * 20.0, y * 20.0, z * 20.0];
-    let quads = [
-        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
-        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
-        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
-        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
-        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
-        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
-    ];
-    let mut b = vec![0u8; 80];
-    b.extend_from_slice(&12u32.to_le_bytes());
-    for q in quads {
-        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
-            b.extend_from_slice(&[0u8; 12]);
-            for c in t.iter().flatten() {
-                b.extend_from_slice(&c.to_le_bytes());
-            }
-            b.extend_from_slice(&[0, 0]);
-        }
-    }
-    b
 }
 
 fn printer(id: &str, lat_deg: f64, lon_deg: f64) -> pb::PrinterSpec {
@@ -197,7 +172,7 @@ async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
         .unwrap()
         .into_inner()
         .secret;
-    let stl = cube_stl();
+    let stl = std::fs::read(reference("stl/trimesh__20mm-xyz-cube.stl")).unwrap();
     let design = DesignServiceClient::with_interceptor(ch.clone(), Bearer(designer.clone()))
         .upload_design(tokio_stream::iter(vec![
             pb::UploadDesignRequest {

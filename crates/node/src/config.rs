@@ -518,10 +518,11 @@ impl NodeConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    /// A valid node config with one printer (its table last), for tests here and beside.
+    pub(crate) const GOOD: &str = r#"
 router = "http://127.0.0.1:50051"
 node_id = "berlin"
 secret = "s3cret"

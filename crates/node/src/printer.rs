@@ -754,34 +754,15 @@ mod tests {
     fn printer(materials: &str, own_config: bool) -> PrinterConfig {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("own.ini"), "").unwrap();
-        let toml = format!(
-            r#"
-router = "http://127.0.0.1:50051"
-node_id = "berlin"
-secret = "s"
-state_dir = "state"
-
-[[printer]]
-id = "mk3"
-port = "/dev/ttyUSB0"
-baud = 250000
-profile = "prusaslicer-b"
-{}
-technology = "fdm"
-build_volume_mm = [200, 200, 200]
-nozzle_mm = 0.4
-materials = {materials}
-location = {{ lat = 52.52, lon = 13.405 }}
-price = {{ currency = "EUR", per_hour = 2.0, per_gram = 0.05, setup_fee = 3.0 }}
-makerspace = "Berlin Lab"
-max_hotend_c = 250
-"#,
-            if own_config {
-                r#"slicer_config = "own.ini""#
-            } else {
-                ""
-            }
+        let mut toml = crate::config::tests::GOOD.replace(
+            r#"materials = [{ kind = "PLA", colour = "black" }]"#,
+            &format!("materials = {materials}"),
         );
+        // Keys of the printer's table, which comes last.
+        toml.push_str("max_hotend_c = 250\n");
+        if own_config {
+            toml.push_str("slicer_config = \"own.ini\"\n");
+        }
         NodeConfig::from_toml_str(&toml, dir.path())
             .unwrap()
             .printers

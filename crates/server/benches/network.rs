@@ -69,6 +69,14 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The embedded router, with leases long enough that the benchmark's one idle node never
+/// expires.
+fn bench_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::embedded(dir);
+    config.network.lease_s = 3600.0;
+    config
+}
+
 /// CPU seconds this process used so far (user + system, all threads).
 fn cpu_s() -> f64 {
     std::fs::read_to_string("/proc/self/stat")
@@ -164,9 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let clients = arg("--clients", 32);
     let connections = arg("--connections", 1).max(1);
     let dir = tempfile::tempdir()?;
-    let mut config = Config::embedded(dir.path());
-    // Leases long enough that the benchmark's one idle node never expires.
-    config.network.lease_s = 3600.0;
+    let config = bench_config(dir.path());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = fabrouter_server::start(config, async {
         let _ = stop_rx.await;
@@ -432,8 +438,7 @@ async fn main() -> anyhow::Result<()> {
     // committed and the registry's reload of the jobs.
     let t = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut config = Config::embedded(dir.path());
-    config.network.lease_s = 3600.0;
+    let config = bench_config(dir.path());
     let running = fabrouter_server::start(config, async {
         let _ = stop_rx.await;
     })

@@ -330,6 +330,20 @@ fn spec(design: &str, at: (f64, f64)) -> pb::JobSpec {
     }
 }
 
+/// Submits one job for a customer in Potsdam.
+async fn submit_one(jobs: &mut JobServiceClient<Authed>, design: &str, key: &str) -> pb::Job {
+    jobs.submit_job(pb::SubmitJobRequest {
+        spec: Some(spec(design, POTSDAM)),
+        printer: String::new(),
+        idempotency_key: key.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .jobs
+    .remove(0)
+}
+
 async fn wait_state(
     jobs: &mut JobServiceClient<Authed>,
     name: &str,
@@ -598,17 +612,7 @@ async fn lease_expiry_reroutes_and_a_returning_node_is_fenced() {
     )
     .await;
     let mut jobs = r.jobs(&designer);
-    let job = jobs
-        .submit_job(pb::SubmitJobRequest {
-            spec: Some(spec(&design, POTSDAM)),
-            printer: String::new(),
-            idempotency_key: "k".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .jobs
-        .remove(0);
+    let job = submit_one(&mut jobs, &design, "k").await;
     let a = near.assignment().await;
     assert_eq!(a.epoch, 1);
     // Assigned but not started, and the node goes silent: re-routed at once on lease expiry.
@@ -719,17 +723,7 @@ async fn a_print_lost_with_its_node_is_rerouted_after_the_grace() {
     )
     .await;
     let mut jobs = r.jobs(&designer);
-    let job = jobs
-        .submit_job(pb::SubmitJobRequest {
-            spec: Some(spec(&design, POTSDAM)),
-            printer: String::new(),
-            idempotency_key: "k".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .jobs
-        .remove(0);
+    let job = submit_one(&mut jobs, &design, "k").await;
     near.assignment().await;
     near.progress(&job.name, 1, 0.2);
     wait_state(&mut jobs, &job.name, pb::JobState::Printing).await;
@@ -772,17 +766,7 @@ async fn a_queued_job_goes_to_a_printer_that_comes_back_online() {
         })
     };
     let mut jobs = r.jobs(&designer);
-    let job = jobs
-        .submit_job(pb::SubmitJobRequest {
-            spec: Some(spec(&design, POTSDAM)),
-            printer: String::new(),
-            idempotency_key: "k".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .jobs
-        .remove(0);
+    let job = submit_one(&mut jobs, &design, "k").await;
     assert_eq!(node.assignment().await.printer_id, "mk3");
     // The other printer is unreachable when the first one fails: nothing can take the job.
     node.send(status("far", pb::PrinterState::Offline));

@@ -312,29 +312,20 @@ fn corrupt_job(reason: &str) -> StoreError {
 
 /// Reads a job record in any layout.
 fn decode_job(bytes: &[u8]) -> Result<JobRecord> {
-    decode_job_with_submission(bytes).map(|(rec, _)| rec)
-}
-
-/// A job record and, if `create_jobs` wrote it and no update has since, its submission's
-/// idempotency entry key.
-fn decode_job_with_submission(bytes: &[u8]) -> Result<(JobRecord, Option<Vec<u8>>)> {
     if !is_binary_job(bytes) {
-        return decode("jobs", bytes).map(|rec| (rec, None));
+        return decode("jobs", bytes);
     }
     let (version, last_seq) = job_header(bytes)?;
     let f = job_fields(bytes)?;
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| corrupt_job(&e.to_string()));
-    Ok((
-        JobRecord {
-            id: text(f.id)?,
-            owner: text(f.owner)?,
-            version,
-            last_seq,
-            active: bytes[JOB_HEADER_LEN - 1] != 0,
-            job: f.job.to_vec(),
-        },
-        f.submission.map(<[u8]>::to_vec),
-    ))
+    Ok(JobRecord {
+        id: text(f.id)?,
+        owner: text(f.owner)?,
+        version,
+        last_seq,
+        active: bytes[JOB_HEADER_LEN - 1] != 0,
+        job: f.job.to_vec(),
+    })
 }
 
 /// The variable parts of a binary job record, borrowed.
@@ -644,20 +635,20 @@ impl Store for SledStore {
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
         let ids_value = encode("idempotency", &ids)?;
-        if let Err(e) = self.write_uncommitted_jobs(jobs, &values, events) {
-            let _ = self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))));
-            return Err(e);
-        }
-        // The commit point. Anything a concurrent submit with the same key wrote meanwhile
-        // loses here and is taken back.
-        let committed = self
-            .idempotency
-            .compare_and_swap(&idem, None as Option<&[u8]>, Some(ids_value))
-            .map_err(StoreError::Engine);
-        match committed {
+        let take_back = || self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))));
+        let written = self
+            .write_uncommitted_jobs(jobs, &values, events)
+            .and_then(|()| {
+                // The commit point. Anything a concurrent submit with the same key wrote meanwhile
+                // loses here and is taken back.
+                self.idempotency
+                    .compare_and_swap(&idem, None as Option<&[u8]>, Some(ids_value))
+                    .map_err(StoreError::Engine)
+            });
+        match written {
             Ok(Ok(())) => Ok(Created::New),
             Ok(Err(lost)) => {
-                self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))))?;
+                take_back()?;
                 let prev = lost.current.ok_or_else(|| StoreError::Corrupt {
                     tree: "idempotency",
                     reason: "an entry vanished while it was compared".into(),
@@ -665,7 +656,8 @@ impl Store for SledStore {
                 Ok(Created::Replayed(decode("idempotency", &prev)?))
             }
             Err(e) => {
-                let _ = self.remove_jobs(jobs.iter().map(|j| (j.id.as_str(), Some(&*j.owner))));
+                // Best effort; a start-up removes what is left (nothing names these jobs).
+                let _ = take_back();
                 Err(e)
             }
         }
@@ -1121,9 +1113,10 @@ mod tests {
         assert_eq!(decode_job(&bytes).unwrap(), rec);
         assert_eq!(job_header(&bytes).unwrap(), (7, 12));
         let new = encode_job_as(&rec, Some(b"alice\0k1")).unwrap();
+        assert_eq!(decode_job(&new).unwrap(), rec);
         assert_eq!(
-            decode_job_with_submission(&new).unwrap(),
-            (rec.clone(), Some(b"alice\0k1".to_vec()))
+            job_fields(&new).unwrap().submission,
+            Some(&b"alice\0k1"[..])
         );
         assert_eq!(job_header(&new).unwrap(), (7, 12));
         assert!(matches!(
