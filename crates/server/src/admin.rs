@@ -9,7 +9,8 @@ use fabrouter_store::TokenRecord;
 use tonic::{Request, Response, Status};
 
 use crate::State;
-use crate::auth::{self, Principal};
+use crate::access::Rpc;
+use crate::auth;
 use crate::designs::timestamp;
 use crate::errors::{bad_request, store_status};
 
@@ -28,14 +29,6 @@ fn token_info(t: &TokenRecord) -> pb::TokenInfo {
     }
 }
 
-impl Admin {
-    fn admin(&self, md: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
-        let who = self.state.authenticate(md)?;
-        who.require(&[pb::Role::Admin], "administration")?;
-        Ok(who)
-    }
-}
-
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn create_token(
@@ -44,7 +37,7 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.admin(request.metadata())?;
+            self.state.authorize(request.metadata(), Rpc::CreateToken)?;
             let req = request.get_ref();
             let role = pb::Role::try_from(req.role).unwrap_or(pb::Role::Unspecified);
             if matches!(role, pb::Role::Unspecified | pb::Role::Node) {
@@ -55,7 +48,7 @@ impl AdminService for Admin {
             }
             let (rec, secret) = auth::create_token(self.state.store.as_ref(), role, &req.label)
                 .map_err(store_status)?;
-            tracing::info!(token = %rec.id, role = auth::role_word(role), "token created");
+            tracing::info!(token = %rec.id, role = auth::role_from_pb(role as i32).word(), "token created");
             Ok(pb::CreateTokenResponse {
                 token: Some(token_info(&rec)),
                 secret,
@@ -71,7 +64,7 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.admin(request.metadata())?;
+            self.state.authorize(request.metadata(), Rpc::ListTokens)?;
             let tokens = self.state.store.list_tokens().map_err(store_status)?;
             Ok(pb::ListTokensResponse {
                 tokens: tokens.iter().map(token_info).collect(),
@@ -87,7 +80,7 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.admin(request.metadata())?;
+            self.state.authorize(request.metadata(), Rpc::RevokeToken)?;
             let name = &request.get_ref().name;
             let id = fabrouter_api::names::parse(name, "tokens")
                 .ok_or_else(|| bad_request("name", "expected tokens/{id}"))?;
@@ -106,7 +99,7 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::CreateNodeResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.admin(request.metadata())?;
+            self.state.authorize(request.metadata(), Rpc::CreateNode)?;
             let req = request.get_ref();
             let secret = auth::create_node(self.state.store.as_ref(), &req.node_id, &req.label)?;
             Ok(pb::CreateNodeResponse {
@@ -125,10 +118,10 @@ impl AdminService for Admin {
         let t = Instant::now();
         let res = self
             .state
-            .authenticate(request.metadata())
+            .authorize(request.metadata(), Rpc::WhoAmI)
             .map(|p| pb::WhoAmIResponse {
                 principal: format!("principals/{}", p.id),
-                role: p.role as i32,
+                role: auth::role_to_pb(p.role) as i32,
                 token: p.credential,
             });
         self.state.metrics.observe("WhoAmI", t, &res);

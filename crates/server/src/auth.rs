@@ -2,53 +2,37 @@
 //! finds a token, the token gives a principal and a role. Node agents authenticate with
 //! `Bearer node:{node_id}:{secret}`.
 
-use fabrouter_api::v1::Role;
+use fabrouter_api::v1 as pb;
 use fabrouter_store::{NodeRecord, Store, TokenRecord, sha256_hex};
 use rand::RngCore;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Designs and jobs belong to this id.
-    pub id: String,
-    pub role: Role,
-    /// The token (or node) the request came with.
-    pub credential: String,
-}
+use crate::access::{Denial, Role};
 
-impl Principal {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
+pub use crate::access::Principal;
 
-    /// Requires one of `roles` (admins always pass).
-    pub fn require(&self, roles: &[Role], what: &str) -> Result<(), Status> {
-        if self.is_admin() || roles.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "{what} needs a {} token; this token's role is {}",
-                roles
-                    .iter()
-                    .map(|r| role_word(*r))
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-                role_word(self.role)
-            )))
-        }
+/// The API's role in the access rules' words.
+pub fn role_from_pb(r: i32) -> Role {
+    match pb::Role::try_from(r) {
+        Ok(pb::Role::Designer) => Role::Designer,
+        Ok(pb::Role::Operator) => Role::Operator,
+        Ok(pb::Role::Marketplace) => Role::Marketplace,
+        Ok(pb::Role::Admin) => Role::Admin,
+        Ok(pb::Role::Node) => Role::Node,
+        Ok(pb::Role::Unspecified) | Err(_) => Role::Unknown,
     }
 }
 
-pub fn role_word(r: Role) -> &'static str {
+/// The access rules' role in the API's words.
+pub fn role_to_pb(r: Role) -> pb::Role {
     match r {
-        Role::Unspecified => "unspecified",
-        Role::Designer => "designer",
-        Role::Operator => "operator",
-        Role::Marketplace => "marketplace",
-        Role::Admin => "admin",
-        Role::Node => "node",
+        Role::Designer => pb::Role::Designer,
+        Role::Operator => pb::Role::Operator,
+        Role::Marketplace => pb::Role::Marketplace,
+        Role::Admin => pb::Role::Admin,
+        Role::Node => pb::Role::Node,
+        Role::Unknown => pb::Role::Unspecified,
     }
 }
 
@@ -69,7 +53,7 @@ pub fn now_unix_ms() -> i64 {
 /// Creates a token for a new principal and returns it with its secret.
 pub fn create_token(
     store: &dyn Store,
-    role: Role,
+    role: pb::Role,
     label: &str,
 ) -> fabrouter_store::Result<(TokenRecord, String)> {
     let secret = new_secret("fab_");
@@ -113,30 +97,34 @@ pub fn create_node(store: &dyn Store, node_id: &str, label: &str) -> Result<Stri
     Ok(secret)
 }
 
-/// Authenticates a request from its metadata.
+fn unauthenticated(reason: &str) -> Status {
+    crate::errors::denied(Denial::Unauthenticated(reason.to_string()))
+}
+
+/// Authenticates a request from its metadata (step 1 of the access rules).
 pub fn authenticate(store: &dyn Store, md: &MetadataMap) -> Result<Principal, Status> {
     let header = md.get("authorization").ok_or_else(|| {
-        Status::unauthenticated(
+        unauthenticated(
             "missing `authorization: Bearer <token>`; create a token with `fab admin token create`",
         )
     })?;
     let value = header
         .to_str()
-        .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
+        .map_err(|_| unauthenticated("authorization header is not ASCII"))?;
     let secret = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?
+        .ok_or_else(|| unauthenticated("authorization must be `Bearer <token>`"))?
         .trim();
     if let Some(rest) = secret.strip_prefix("node:") {
         let (node_id, node_secret) = rest
             .split_once(':')
-            .ok_or_else(|| Status::unauthenticated("node credentials are `node:{id}:{secret}`"))?;
+            .ok_or_else(|| unauthenticated("node credentials are `node:{id}:{secret}`"))?;
         let node = store
             .get_node(node_id)
             .map_err(crate::store_status)?
             .filter(|n| n.secret_sha256 == sha256_hex(node_secret.as_bytes()))
-            .ok_or_else(|| Status::unauthenticated("unknown node or wrong node secret"))?;
+            .ok_or_else(|| unauthenticated("unknown node or wrong node secret"))?;
         return Ok(Principal {
             id: format!("node-{}", node.node_id),
             role: Role::Node,
@@ -146,10 +134,10 @@ pub fn authenticate(store: &dyn Store, md: &MetadataMap) -> Result<Principal, St
     let token = store
         .token_by_secret_sha256(&sha256_hex(secret.as_bytes()))
         .map_err(crate::store_status)?
-        .ok_or_else(|| Status::unauthenticated("unknown or revoked token"))?;
+        .ok_or_else(|| unauthenticated("unknown or revoked token"))?;
     Ok(Principal {
         id: token.principal,
-        role: Role::try_from(token.role).unwrap_or(Role::Unspecified),
+        role: role_from_pb(token.role),
         credential: token.id,
     })
 }

@@ -16,8 +16,8 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::State;
-use crate::auth::Principal;
-use crate::errors::{bad_request, limit_exceeded, store_status};
+use crate::access::{self, DesignUse, Principal, Rpc};
+use crate::errors::{bad_request, denied, limit_exceeded, store_status};
 
 /// Bytes per message when streaming a design back.
 const DOWNLOAD_CHUNK_BYTES: usize = 256 * 1024;
@@ -45,13 +45,18 @@ impl Scan {
 #[derive(Clone)]
 pub struct Designs {
     pub state: Arc<State>,
-    /// Lets a node read the designs of jobs assigned to it.
+    /// Tells whether a node holds a job for a design (the access rules let it download that).
     pub net: Option<Arc<crate::network::Network>>,
 }
 
 impl Designs {
-    /// Loads a design the caller may read: its owner, or an admin.
-    pub(crate) fn readable(&self, who: &Principal, name: &str) -> Result<DesignRecord, Status> {
+    /// Loads a design for `use_`, if the access rules let the caller do that to it.
+    pub(crate) fn design(
+        &self,
+        who: &Principal,
+        name: &str,
+        use_: DesignUse,
+    ) -> Result<DesignRecord, Status> {
         let id = names::parse(name, "designs").ok_or_else(|| {
             bad_request(
                 "name",
@@ -59,18 +64,21 @@ impl Designs {
             )
         })?;
         let rec = self.state.store.get_design(id).map_err(store_status)?;
-        // Someone else's design answers exactly like a missing one, so ids cannot be probed.
-        let node_may = |r: &DesignRecord| {
-            who.role == pb::Role::Node
-                && self
-                    .net
-                    .as_ref()
-                    .is_some_and(|n| n.node_holds_design(&who.credential, &names::design(&r.id)))
+        let held = || {
+            self.net
+                .as_ref()
+                .is_some_and(|n| n.node_holds_design(&who.credential, &names::design(id)))
         };
-        match rec {
-            Some(r) if r.owner == who.id || who.is_admin() || node_may(&r) => Ok(r),
-            _ => Err(Status::not_found(format!("{name} not found"))),
-        }
+        access::design(
+            who,
+            use_,
+            name,
+            rec.as_ref().map(|r| r.owner.as_str()),
+            held,
+        )
+        .map_err(denied)?;
+        // The rules grant nothing on a missing design; this only unwraps.
+        rec.ok_or_else(|| Status::not_found(format!("{name} not found")))
     }
 
     async fn receive(
@@ -78,10 +86,6 @@ impl Designs {
         who: &Principal,
         mut stream: Streaming<pb::UploadDesignRequest>,
     ) -> Result<pb::Design, Status> {
-        who.require(
-            &[pb::Role::Designer, pb::Role::Marketplace],
-            "uploading a design",
-        )?;
         let first = stream
             .next()
             .await
@@ -99,6 +103,7 @@ impl Designs {
         let mesh_limits = mesh::Limits {
             max_bytes: limits.max_upload_bytes,
             max_triangles: limits.max_triangles,
+            ..mesh::Limits::default()
         };
         let mut scanner = if format == pb::DesignFormat::Gcode {
             let limits = gcode::Limits {
@@ -431,7 +436,9 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::Design>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self.state.authenticate(request.metadata())?;
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::UploadDesign)?;
             self.receive(&who, request.into_inner()).await
         }
         .await;
@@ -448,8 +455,12 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::Design>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.state.authenticate(request.metadata())?;
-            Ok(design_to_pb(&self.readable(&who, &request.get_ref().name)?))
+            let who = self.state.authorize(request.metadata(), Rpc::GetDesign)?;
+            Ok(design_to_pb(&self.design(
+                &who,
+                &request.get_ref().name,
+                DesignUse::Read,
+            )?))
         })();
         self.state.metrics.observe("GetDesign", t, &res);
         res.map(Response::new)
@@ -461,7 +472,7 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::ListDesignsResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.state.authenticate(request.metadata())?;
+            let who = self.state.authorize(request.metadata(), Rpc::ListDesigns)?;
             let req = request.get_ref();
             let size = crate::page_size(req.page_size, self.state.config.limits.max_page_size);
             let after = crate::page_after(&req.page_token)?;
@@ -492,8 +503,8 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::DeleteDesignResponse>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self.state.authenticate(request.metadata())?;
-            let rec = self.readable(&who, &request.get_ref().name)?;
+            let who = self.state.authorize(request.metadata(), Rpc::DeleteDesign)?;
+            let rec = self.design(&who, &request.get_ref().name, DesignUse::Delete)?;
             let store = self.state.store.clone();
             let erased = tokio::task::spawn_blocking(move || store.delete_design(&rec.id))
                 .await
@@ -515,8 +526,10 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::MeshReport>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.state.authenticate(request.metadata())?;
-            let rec = self.readable(&who, &request.get_ref().name)?;
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::GetMeshReport)?;
+            let rec = self.design(&who, &request.get_ref().name, DesignUse::Read)?;
             if is_gcode(&rec) {
                 return Err(Status::failed_precondition(format!(
                     "{} is pre-sliced G-code, which has no mesh; its G-code report is on the design (GetDesign)",
@@ -536,8 +549,10 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::RepairDesignResponse>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self.state.authenticate(request.metadata())?;
-            let orig = self.readable(&who, &request.get_ref().name)?;
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::RepairDesign)?;
+            let orig = self.design(&who, &request.get_ref().name, DesignUse::Repair)?;
             if is_gcode(&orig) {
                 return Err(Status::failed_precondition(format!(
                     "{} is pre-sliced G-code; only STL meshes can be repaired",
@@ -548,6 +563,7 @@ impl DesignService for Designs {
             let limits = mesh::Limits {
                 max_bytes: self.state.config.limits.max_upload_bytes,
                 max_triangles: self.state.config.limits.max_triangles,
+                ..mesh::Limits::default()
             };
             let (repaired, summary, report) = tokio::task::spawn_blocking(move || {
                 let m = mesh::parse_stl(&bytes, &limits)?;
@@ -603,8 +619,10 @@ impl DesignService for Designs {
     ) -> Result<Response<Self::DownloadDesignStream>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.state.authenticate(request.metadata())?;
-            let rec = self.readable(&who, &request.get_ref().name)?;
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::DownloadDesign)?;
+            let rec = self.design(&who, &request.get_ref().name, DesignUse::Download)?;
             let file = self
                 .state
                 .store

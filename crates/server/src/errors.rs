@@ -5,7 +5,18 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::access::Denial;
+
 const DOMAIN: &str = "fabrouter";
+
+/// An access refusal (see `access`) as its status.
+pub fn denied(d: Denial) -> Status {
+    match d {
+        Denial::Unauthenticated(reason) => Status::unauthenticated(reason),
+        Denial::PermissionDenied(reason) => Status::permission_denied(reason),
+        Denial::NotFound(reason) => Status::not_found(reason),
+    }
+}
 
 /// INVALID_ARGUMENT naming the offending field.
 pub fn bad_request(field: &str, reason: impl Into<String>) -> Status {

@@ -14,6 +14,7 @@ use fabrouter_store::DesignRecord;
 use tonic::{Request, Response, Status};
 
 use crate::State;
+use crate::access::{DesignUse, Rpc};
 use crate::errors::{bad_request, store_status};
 
 /// The profiles this router knows: the built-in ones plus `*.toml` files from the profiles
@@ -126,6 +127,7 @@ pub fn estimate_design(
     let limits = mesh::Limits {
         max_bytes: state.config.limits.max_upload_bytes,
         max_triangles: state.config.limits.max_triangles,
+        ..mesh::Limits::default()
     };
     let m = mesh::parse_stl(&bytes, &limits)
         .map_err(|e| Status::failed_precondition(format!("the design cannot be read: {e}")))?;
@@ -172,13 +174,15 @@ impl EstimateService for Estimates {
         let t = Instant::now();
         let this = self.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let who = this.state.authenticate(request.metadata())?;
+            let who = this
+                .state
+                .authorize(request.metadata(), Rpc::EstimateDesign)?;
             let req = request.get_ref();
             let design = crate::designs::Designs {
                 state: this.state.clone(),
                 net: None,
             }
-            .readable(&who, &req.design)?;
+            .design(&who, &req.design, DesignUse::Read)?;
             let profile = this.profiles.get(&req.profile).ok_or_else(|| {
                 bad_request(
                     "profile",
@@ -209,7 +213,7 @@ impl EstimateService for Estimates {
         let t = Instant::now();
         let res = self
             .state
-            .authenticate(request.metadata())
+            .authorize(request.metadata(), Rpc::ListProfiles)
             .map(|_| pb::ListProfilesResponse {
                 profiles: self
                     .profiles

@@ -10,6 +10,7 @@ use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
+use crate::access::{JobUse, Rpc};
 use crate::errors::store_status;
 use crate::network::{Network, is_terminal};
 
@@ -20,8 +21,6 @@ pub struct Jobs {
 
 type Events = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
 
-const CUSTOMER_ROLES: &[pb::Role] = &[pb::Role::Designer, pb::Role::Marketplace];
-
 #[tonic::async_trait]
 impl JobService for Jobs {
     async fn quote_job(
@@ -31,12 +30,12 @@ impl JobService for Jobs {
         let t = Instant::now();
         let net = self.net.clone();
         let res = async {
+            // Refused callers never wait for a routing turn.
+            let who = net.state.authorize(request.metadata(), Rpc::QuoteJob)?;
             let turn = self.net.routing_turn().await?;
             // Estimating may slice the model: off the async threads.
             tokio::task::spawn_blocking(move || {
                 let _turn = turn;
-                let who = net.state.authenticate(request.metadata())?;
-                who.require(CUSTOMER_ROLES, "quoting a job")?;
                 net.quote(&who, request.get_ref())
             })
             .await
@@ -54,8 +53,7 @@ impl JobService for Jobs {
         let t = Instant::now();
         let net = self.net.clone();
         let res = async {
-            let who = net.state.authenticate(request.metadata())?;
-            who.require(CUSTOMER_ROLES, "submitting a job")?;
+            let who = net.state.authorize(request.metadata(), Rpc::SubmitJob)?;
             // Routing takes well under a millisecond: it runs here, as a handoff to a blocking
             // thread and back would cost more than it saves. Only a design whose estimates are
             // not in memory yet (slicing may take seconds) goes to a blocking thread.
@@ -89,9 +87,9 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::Job>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.net.state.authenticate(request.metadata())?;
+            let who = self.net.state.authorize(request.metadata(), Rpc::GetJob)?;
             self.net
-                .visible_job(&who, &request.get_ref().name)
+                .job_for(&who, &request.get_ref().name, JobUse::Read)
                 .map(|(_, j)| j)
         })();
         self.net.state.metrics.observe("GetJob", t, &res);
@@ -104,7 +102,10 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.net.state.authenticate(request.metadata())?;
+            let who = self
+                .net
+                .state
+                .authorize(request.metadata(), Rpc::ListJobs)?;
             let req = request.get_ref();
             let size = crate::page_size(req.page_size, self.net.state.config.limits.max_page_size);
             let after = crate::page_after(&req.page_token)?;
@@ -143,7 +144,10 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::Job>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self.net.state.authenticate(request.metadata())?;
+            let who = self
+                .net
+                .state
+                .authorize(request.metadata(), Rpc::CancelJob)?;
             self.net.cancel(&who, request.get_ref()).await
         }
         .await;
@@ -161,8 +165,13 @@ impl JobService for Jobs {
         // Subscribe before reading the history, so no event falls between the two.
         let mut live = self.net.subscribe();
         let res = (|| {
-            let who = self.net.state.authenticate(request.metadata())?;
-            let (id, job) = self.net.visible_job(&who, &request.get_ref().name)?;
+            let who = self
+                .net
+                .state
+                .authorize(request.metadata(), Rpc::WatchJob)?;
+            let (id, job) = self
+                .net
+                .job_for(&who, &request.get_ref().name, JobUse::Read)?;
             let history = self.net.events_from(&id, request.get_ref().from_sequence)?;
             Ok((id, job, history))
         })();

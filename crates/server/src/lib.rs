@@ -3,12 +3,14 @@
 //! CORS, optional TLS) and the Prometheus endpoint until its shutdown future resolves, then
 //! flushes the store. `fabd` (src/main.rs), the tests and the `fab demo` embed the same function.
 //!
-//! Components: [`config`] (read once at start), [`auth`] (tokens to principals), [`designs`]
+//! Components: [`config`] (read once at start), [`auth`] (tokens to principals), [`access`]
+//! (who may call what and touch which resource, for every service), [`designs`]
 //! (uploads and mesh checks), [`admin`] (tokens, node identities), [`network`] (printer
 //! registry, routing, durable job lifecycle, leases and fencing) with its gRPC edges [`jobs`]
 //! and [`nodes`], [`metrics`], [`errors`] (statuses with details), [`estimates`] (slice-estimates
 //! per design and profile, cached).
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
@@ -46,8 +48,16 @@ pub struct State {
 }
 
 impl State {
-    pub fn authenticate(&self, md: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
-        auth::authenticate(self.store.as_ref(), md)
+    /// Who is calling, and whether their role may call `rpc` at all: every RPC starts here.
+    /// What the call may then touch is asked of `access` per resource.
+    pub fn authorize(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+        rpc: access::Rpc,
+    ) -> Result<Principal, Status> {
+        let who = auth::authenticate(self.store.as_ref(), md)?;
+        access::call(&who, rpc).map_err(errors::denied)?;
+        Ok(who)
     }
 }
 

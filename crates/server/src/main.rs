@@ -138,7 +138,11 @@ fn create_token(config: &Config, role: Role, label: &str) -> anyhow::Result<()> 
     })?;
     let (rec, secret) = auth::create_token(&store, role, label)?;
     fabrouter_store::Store::flush(&store)?;
-    eprintln!("created tokens/{} ({})", rec.id, auth::role_word(role));
+    eprintln!(
+        "created tokens/{} ({})",
+        rec.id,
+        auth::role_from_pb(role as i32).word()
+    );
     println!("{secret}");
     Ok(())
 }

@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 
 use crate::State;
+use crate::access;
 use crate::designs::timestamp;
 use crate::errors::{bad_request, store_status};
 
@@ -1096,7 +1097,7 @@ impl Network {
             state: self.state.clone(),
             net: None,
         }
-        .readable(who, &spec.design)?;
+        .design(who, &spec.design, access::DesignUse::Read)?;
         if !crate::designs::is_gcode(&design)
             && let Ok(report) = pb::MeshReport::decode(design.report.as_slice())
             && report.verdict == pb::Verdict::NotPrintable as i32
@@ -1180,7 +1181,15 @@ impl Network {
             }));
         }
         let design_name = names::design(&design.id);
+        let online = fleet
+            .printers()
+            .iter()
+            .filter(|p| p.state.accepts_jobs())
+            .count();
         Ok(pb::Quote {
+            printers_registered: fleet.len() as u32,
+            printers_online: online as u32,
+            printers_rejected: decision.rejected() as u32,
             options: decision
                 .options
                 .iter()
@@ -1416,11 +1425,12 @@ impl Network {
             .transpose()
     }
 
-    /// Loads a job the caller may see (owner or admin); others get NOT_FOUND.
-    pub fn visible_job(
+    /// Loads a job for `use_`, if the access rules let the caller do that to it.
+    pub fn job_for(
         &self,
         who: &crate::auth::Principal,
         name: &str,
+        use_: access::JobUse,
     ) -> Result<(String, pb::Job), Status> {
         let id = names::parse(name, "jobs").ok_or_else(|| {
             bad_request(
@@ -1428,12 +1438,14 @@ impl Network {
                 format!("{name:?} is not a job name like jobs/{{id}}"),
             )
         })?;
-        match self.load_job(id)? {
-            Some(j) if who.is_admin() || j.owner == format!("principals/{}", who.id) => {
-                Ok((id.to_string(), j))
-            }
-            _ => Err(Status::not_found(format!("{name} not found"))),
-        }
+        let rec = self.state.store.get_job(id).map_err(store_status)?;
+        access::job(who, use_, name, rec.as_ref().map(|r| r.owner.as_str()))
+            .map_err(crate::errors::denied)?;
+        // The rules grant nothing on a missing job; this only unwraps.
+        let rec = rec.ok_or_else(|| Status::not_found(format!("{name} not found")))?;
+        let job = pb::Job::decode(rec.job.as_slice())
+            .map_err(|e| Status::internal(format!("stored job unreadable: {e}")))?;
+        Ok((id.to_string(), job))
     }
 
     /// Cancels a job; answers once the cancellation is durable, and only then tells its node
@@ -1464,7 +1476,7 @@ impl Network {
         who: &crate::auth::Principal,
         req: &pb::CancelJobRequest,
     ) -> Result<(pb::Job, Ticket, Option<(String, pb::router_message::Msg)>), Status> {
-        let (id, _) = self.visible_job(who, &req.name)?;
+        let (id, _) = self.job_for(who, &req.name, access::JobUse::Cancel)?;
         let mut inner = self.lock();
         if !inner.jobs.contains_key(&id) {
             let job = self.load_job(&id)?.unwrap_or_default();

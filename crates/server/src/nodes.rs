@@ -8,6 +8,7 @@ use fabrouter_api::v1::node_service_server::NodeService;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::Rpc;
 use crate::errors::bad_request;
 use crate::network::Network;
 
@@ -27,7 +28,9 @@ impl NodeService for Nodes {
     ) -> Result<Response<pb::ListPrintersResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.net.state.authenticate(request.metadata())?;
+            self.net
+                .state
+                .authorize(request.metadata(), Rpc::ListPrinters)?;
             let req = request.get_ref();
             let size = crate::page_size(req.page_size, self.net.state.config.limits.max_page_size);
             let all = self.net.printers();
@@ -59,7 +62,9 @@ impl NodeService for Nodes {
     ) -> Result<Response<pb::Printer>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.net.state.authenticate(request.metadata())?;
+            self.net
+                .state
+                .authorize(request.metadata(), Rpc::GetPrinter)?;
             let name = &request.get_ref().name;
             self.net
                 .printers()
@@ -77,12 +82,10 @@ impl NodeService for Nodes {
         &self,
         request: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::NodeSessionStream>, Status> {
-        let who = self.net.state.authenticate(request.metadata())?;
-        if who.role != pb::Role::Node {
-            return Err(Status::permission_denied(
-                "NodeSession needs node credentials (`Bearer node:{id}:{secret}`)",
-            ));
-        }
+        let who = self
+            .net
+            .state
+            .authorize(request.metadata(), Rpc::NodeSession)?;
         let node = who.credential.clone();
         let mut inbound = request.into_inner();
         let first = inbound

@@ -2,116 +2,19 @@
 //! idempotency key at the same moment), every acknowledged job survives a restart of fabd, and
 //! each key names exactly one set of jobs.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
+use common::{Bearer, Router, cube_stl};
 use fabrouter_api::v1 as pb;
-use fabrouter_api::v1::admin_service_client::AdminServiceClient;
 use fabrouter_api::v1::design_service_client::DesignServiceClient;
-use fabrouter_api::v1::job_service_client::JobServiceClient;
 use fabrouter_api::v1::node_service_client::NodeServiceClient;
-use fabrouter_server::config::Config;
-use fabrouter_server::network::NetworkConfig;
-use fabrouter_server::{Running, start};
-use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-type Authed = InterceptedService<Channel, Bearer>;
-
-#[derive(Clone)]
-struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.0).parse().unwrap(),
-        );
-        Ok(req)
-    }
-}
-
-struct Router {
-    running: Running,
-    stop: oneshot::Sender<()>,
-    channel: Channel,
-    admin: String,
-}
-
-impl Router {
-    async fn start(dir: &Path) -> Router {
-        let mut config = Config::embedded(dir);
-        // Long leases: the node below never has to heartbeat during the test.
-        config.network = NetworkConfig {
-            lease_s: 600.0,
-            lost_grace_s: 600.0,
-            max_reroutes: 3,
-        };
-        let (stop, rx) = oneshot::channel::<()>();
-        let running = start(config, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-        let channel = Channel::from_shared(format!("http://{}", running.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let admin = std::fs::read_to_string(dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Router {
-            running,
-            stop,
-            channel,
-            admin,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.running.wait().await.unwrap();
-    }
-
-    fn admin(&self) -> AdminServiceClient<Authed> {
-        AdminServiceClient::with_interceptor(self.channel.clone(), Bearer(self.admin.clone()))
-    }
-
-    fn jobs(&self, token: &str) -> JobServiceClient<Authed> {
-        JobServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()))
-    }
-}
-
-fn cube_stl(s: f32) -> Vec<u8> {
-    let v = |x: f32, y: f32, z: f32| [x * s, y * s, z * s];
-    let quads = [
-        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
-        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
-        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
-        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
-        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
-        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
-    ];
-    let mut b = vec![0u8; 80];
-    b.extend_from_slice(&12u32.to_le_bytes());
-    for q in quads {
-        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
-            b.extend_from_slice(&[0u8; 12]);
-            for p in t {
-                for c in p {
-                    b.extend_from_slice(&c.to_le_bytes());
-                }
-            }
-            b.extend_from_slice(&[0, 0]);
-        }
-    }
-    b
-}
+/// Long leases: the node below never has to heartbeat during the test.
+const LEASE_S: f64 = 600.0;
 
 fn printer(id: &str, lat: f64, lon: f64) -> pb::PrinterSpec {
     pb::PrinterSpec {
@@ -162,7 +65,7 @@ fn spec(design: &str, i: usize) -> pb::JobSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submits_are_idempotent_and_all_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path()).await;
+    let r = Router::start(dir.path(), LEASE_S, LEASE_S).await;
     let mut admin = r.admin();
     let designer = admin
         .create_token(pb::CreateTokenRequest {
@@ -267,7 +170,7 @@ async fn concurrent_submits_are_idempotent_and_all_survive_a_restart() {
     drain.abort();
     r.stop().await;
 
-    let r = Router::start(dir.path()).await;
+    let r = Router::start(dir.path(), LEASE_S, LEASE_S).await;
     let mut jobs = r.jobs(&designer);
     for name in &acknowledged {
         let j = tokio::time::timeout(

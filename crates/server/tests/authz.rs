@@ -1,0 +1,523 @@
+//! The authorization matrix over real gRPC on loopback: every RPC of every service, read from
+//! the API's own descriptors (an RPC added later without a row here fails), called by every
+//! kind of caller, with a simulated node that holds a job over the real node protocol. Each
+//! cell's answer is written down in `TABLE`; every refused call is checked to have changed
+//! nothing (designs, jobs, tokens, node identities, stored bytes).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+use fabrouter_api::v1 as pb;
+use fabrouter_api::v1::admin_service_client::AdminServiceClient;
+use fabrouter_api::v1::design_service_client::DesignServiceClient;
+use fabrouter_api::v1::estimate_service_client::EstimateServiceClient;
+use fabrouter_api::v1::job_service_client::JobServiceClient;
+use fabrouter_api::v1::node_service_client::NodeServiceClient;
+use fabrouter_server::access::Rpc;
+use prost::Message;
+use tonic::{Code, Status};
+
+/// What each caller (columns) gets from each RPC (rows): OK, NF (NOT_FOUND), PD
+/// (PERMISSION_DENIED), UA (UNAUTHENTICATED). The resource of a call is the owner's design, or
+/// the owner's job on that design, assigned to the holder node's printer. `designer` is another
+/// designer, `node` a node that holds no job. Rows run in this order: NodeSession last, as the
+/// holder's new session replaces the one holding the job.
+const TABLE: &str = "
+RPC                            owner designer marketplace operator admin holder node revoked none garbage
+DesignService/UploadDesign     OK    OK       OK          PD       OK    PD     PD   UA      UA   UA
+DesignService/GetDesign        OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+DesignService/ListDesigns      OK    OK       OK          PD       OK    PD     PD   UA      UA   UA
+DesignService/DeleteDesign     OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+DesignService/GetMeshReport    OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+DesignService/RepairDesign     OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+DesignService/DownloadDesign   OK    NF       NF          PD       OK    OK     NF   UA      UA   UA
+EstimateService/EstimateDesign OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+EstimateService/ListProfiles   OK    OK       OK          OK       OK    PD     PD   UA      UA   UA
+JobService/QuoteJob            OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+JobService/SubmitJob           OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+JobService/GetJob              OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+JobService/ListJobs            OK    OK       OK          PD       OK    PD     PD   UA      UA   UA
+JobService/CancelJob           OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+JobService/WatchJob            OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+NodeService/ListPrinters       OK    OK       OK          OK       OK    PD     PD   UA      UA   UA
+NodeService/GetPrinter         OK    OK       OK          OK       OK    PD     PD   UA      UA   UA
+AdminService/CreateToken       PD    PD       PD          PD       OK    PD     PD   UA      UA   UA
+AdminService/ListTokens        PD    PD       PD          PD       OK    PD     PD   UA      UA   UA
+AdminService/RevokeToken       PD    PD       PD          PD       OK    PD     PD   UA      UA   UA
+AdminService/CreateNode        PD    PD       PD          PD       OK    PD     PD   UA      UA   UA
+AdminService/WhoAmI            OK    OK       OK          OK       OK    OK     OK   UA      UA   UA
+NodeService/NodeSession        PD    PD       PD          PD       PD    OK     OK   UA      UA   UA
+";
+
+const CALLERS: [&str; 10] = [
+    "owner",
+    "designer",
+    "marketplace",
+    "operator",
+    "admin",
+    "holder",
+    "node",
+    "revoked",
+    "none",
+    "garbage",
+];
+
+/// RPCs whose allowed call destroys or changes its resource: each cell gets its own.
+const FRESH_RESOURCE: [&str; 3] = [
+    "DesignService/DeleteDesign",
+    "DesignService/RepairDesign",
+    "JobService/CancelJob",
+];
+
+const PROFILE: &str = "prusaslicer-b";
+const PRINTER: &str = "nodes/holder/printers/mk3";
+
+/// The table's rows, as (RPC, expected answer per caller).
+fn table() -> Vec<(String, Vec<String>)> {
+    let mut lines = TABLE.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header[1..], CALLERS, "the table's columns");
+    lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(cells.len(), CALLERS.len() + 1, "row {l:?}");
+            for c in &cells[1..] {
+                assert!(["OK", "NF", "PD", "UA"].contains(c), "cell {c:?} in {l:?}");
+            }
+            (
+                cells[0].to_string(),
+                cells[1..].iter().map(|c| c.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every `Service/Method` the API declares.
+fn api_rpcs() -> BTreeSet<String> {
+    let set = prost_types::FileDescriptorSet::decode(fabrouter_api::FILE_DESCRIPTOR_SET).unwrap();
+    set.file
+        .iter()
+        .filter(|f| f.package() == "fabrouter.v1")
+        .flat_map(|f| &f.service)
+        .flat_map(|s| {
+            s.method
+                .iter()
+                .map(move |m| format!("{}/{}", s.name(), m.name()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_rpc_of_the_api_has_a_row_and_a_rule() {
+    let api = api_rpcs();
+    assert!(api.len() >= 20, "descriptors read: {api:?}");
+    let rows: Vec<String> = table().into_iter().map(|(rpc, _)| rpc).collect();
+    let in_table: BTreeSet<String> = rows.iter().cloned().collect();
+    assert_eq!(in_table.len(), rows.len(), "a row appears twice");
+    assert_eq!(in_table, api, "rows of TABLE vs RPCs of the API");
+    let ruled: BTreeSet<String> = Rpc::ALL
+        .iter()
+        .map(|r| {
+            let (service, method) = r.service_method();
+            format!("{service}/{method}")
+        })
+        .collect();
+    assert_eq!(ruled, api, "access::Rpc::ALL vs RPCs of the API");
+}
+
+/// Sends `authorization: Bearer {credential}`, or nothing.
+#[derive(Clone)]
+struct Cred(Option<String>);
+
+impl tonic::service::Interceptor for Cred {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(c) = &self.0 {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {c}").parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+/// What one cell acts on.
+struct Target {
+    design: String,
+    job: String,
+    idempotency_key: String,
+    /// Bytes no other upload has: a refused upload must leave no blob.
+    stl: Vec<u8>,
+    /// A designer token for RevokeToken to aim at.
+    victim_token: String,
+    node_id: String,
+}
+
+/// What a refused call must not change, as stored.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    /// Every principal's designs, as (owner, id).
+    designs: Vec<(String, String)>,
+    /// Every principal's jobs, as (id, version): any change bumps the version.
+    jobs: Vec<(String, u64)>,
+    tokens: Vec<String>,
+    blobs: usize,
+    target_node_exists: bool,
+}
+
+struct World {
+    r: Router,
+    owner: String,
+    /// Credential per column of the table (None: no authorization header).
+    creds: Vec<Option<String>>,
+    design: String,
+    job: String,
+    holder: SimNode,
+    cells: u32,
+}
+
+impl World {
+    async fn new(dir: &Path) -> World {
+        // Long leases: nothing may expire while the matrix runs.
+        let r = Router::start(dir, 600.0, 600.0).await;
+        let owner = r.designer().await;
+        let holder_creds = r.node_credentials("holder").await;
+        let other_node = r.node_credentials("node").await;
+        let holder = SimNode::connect(
+            &r,
+            &holder_creds,
+            "holder",
+            vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+            vec![],
+        )
+        .await;
+        let (revoked_name, revoked) = named_token(&r, pb::Role::Designer).await;
+        r.admin()
+            .revoke_token(pb::RevokeTokenRequest { name: revoked_name })
+            .await
+            .unwrap();
+        let creds = vec![
+            Some(owner.clone()),
+            Some(r.designer().await),
+            Some(r.token(pb::Role::Marketplace).await),
+            Some(r.token(pb::Role::Operator).await),
+            Some(r.admin.clone()),
+            Some(holder_creds),
+            Some(other_node),
+            Some(revoked),
+            None,
+            Some("not-a-token".into()),
+        ];
+        let mut w = World {
+            design: String::new(),
+            job: String::new(),
+            r,
+            owner,
+            creds,
+            holder,
+            cells: 0,
+        };
+        (w.design, w.job) = w.design_with_job().await;
+        w
+    }
+
+    /// A new design of the owner's with a job on it, assigned to the holder node.
+    async fn design_with_job(&mut self) -> (String, String) {
+        let design = self.r.cube(&self.owner, 20.0).await;
+        self.cells += 1;
+        let key = format!("fixture-{}", self.cells);
+        let job = submit_one(&mut self.r.jobs(&self.owner), &design, &key)
+            .await
+            .name;
+        // The holder really has it: the assignment came down its stream.
+        while self.holder.assignment().await.job != job {}
+        (design, job)
+    }
+
+    async fn target(&mut self, rpc: &str) -> Target {
+        let (design, job) = if FRESH_RESOURCE.contains(&rpc) {
+            self.design_with_job().await
+        } else {
+            (self.design.clone(), self.job.clone())
+        };
+        self.cells += 1;
+        let n = self.cells;
+        let victim_token = if rpc == "AdminService/RevokeToken" {
+            named_token(&self.r, pb::Role::Designer).await.0
+        } else {
+            String::new()
+        };
+        Target {
+            design,
+            job,
+            idempotency_key: format!("cell-{n}"),
+            stl: cube_stl(5.0 + n as f32 / 8.0),
+            victim_token,
+            node_id: format!("cell-node-{n}"),
+        }
+    }
+
+    fn snapshot(&self, t: &Target, dir: &Path) -> Snapshot {
+        let store = &self.r.state().store;
+        let tokens = store.list_tokens().unwrap();
+        let mut principals: Vec<String> = tokens.iter().map(|t| t.principal.clone()).collect();
+        principals.extend(["node-holder".to_string(), "node-node".to_string()]);
+        let mut designs = Vec::new();
+        let mut jobs = Vec::new();
+        for p in &principals {
+            let mine = store.list_designs(p, None, usize::MAX).unwrap();
+            designs.extend(mine.into_iter().map(|d| (d.owner, d.id)));
+            let mine = store.list_jobs(p, None, usize::MAX).unwrap();
+            jobs.extend(mine.into_iter().map(|j| (j.id, j.version)));
+        }
+        Snapshot {
+            designs,
+            jobs,
+            tokens: tokens.into_iter().map(|t| t.id).collect(),
+            blobs: files_under(&dir.join("blobs")),
+            target_node_exists: store.get_node(&t.node_id).unwrap().is_some(),
+        }
+    }
+
+    /// Makes the call; streaming calls answer with their first message.
+    async fn call(&self, rpc: &str, cred: &Option<String>, t: &Target) -> Result<(), Status> {
+        let (ch, cred) = (self.r.channel.clone(), Cred(cred.clone()));
+        let designs = || DesignServiceClient::with_interceptor(ch.clone(), cred.clone());
+        let jobs = || JobServiceClient::with_interceptor(ch.clone(), cred.clone());
+        let nodes = || NodeServiceClient::with_interceptor(ch.clone(), cred.clone());
+        let estimates = || EstimateServiceClient::with_interceptor(ch.clone(), cred.clone());
+        let admin = || AdminServiceClient::with_interceptor(ch.clone(), cred.clone());
+        let design = t.design.clone();
+        let job = t.job.clone();
+        match rpc {
+            "DesignService/UploadDesign" => {
+                let msgs = upload_messages(t.stl.clone());
+                designs().upload_design(tokio_stream::iter(msgs)).await?;
+            }
+            "DesignService/GetDesign" => {
+                let d = designs()
+                    .get_design(pb::GetDesignRequest { name: design })
+                    .await?;
+                assert_eq!(d.into_inner().name, t.design);
+            }
+            "DesignService/ListDesigns" => {
+                designs()
+                    .list_designs(pb::ListDesignsRequest::default())
+                    .await?;
+            }
+            "DesignService/DeleteDesign" => {
+                designs()
+                    .delete_design(pb::DeleteDesignRequest { name: design })
+                    .await?;
+            }
+            "DesignService/GetMeshReport" => {
+                designs()
+                    .get_mesh_report(pb::GetMeshReportRequest { name: design })
+                    .await?;
+            }
+            "DesignService/RepairDesign" => {
+                designs()
+                    .repair_design(pb::RepairDesignRequest { name: design })
+                    .await?;
+            }
+            "DesignService/DownloadDesign" => {
+                let mut s = designs()
+                    .download_design(pb::DownloadDesignRequest { name: design })
+                    .await?
+                    .into_inner();
+                let first = s.message().await?.expect("a first chunk");
+                assert_eq!(first.total_size_bytes, cube_stl(20.0).len() as u64);
+            }
+            "EstimateService/EstimateDesign" => {
+                estimates()
+                    .estimate_design(pb::EstimateDesignRequest {
+                        design,
+                        profile: PROFILE.into(),
+                    })
+                    .await?;
+            }
+            "EstimateService/ListProfiles" => {
+                estimates()
+                    .list_profiles(pb::ListProfilesRequest {})
+                    .await?;
+            }
+            "JobService/QuoteJob" => {
+                jobs()
+                    .quote_job(pb::QuoteJobRequest {
+                        spec: Some(spec(&design, POTSDAM)),
+                        max_options: 1,
+                    })
+                    .await?;
+            }
+            "JobService/SubmitJob" => {
+                jobs()
+                    .submit_job(pb::SubmitJobRequest {
+                        spec: Some(spec(&design, POTSDAM)),
+                        printer: String::new(),
+                        idempotency_key: t.idempotency_key.clone(),
+                    })
+                    .await?;
+            }
+            "JobService/GetJob" => {
+                jobs().get_job(pb::GetJobRequest { name: job }).await?;
+            }
+            "JobService/ListJobs" => {
+                jobs().list_jobs(pb::ListJobsRequest::default()).await?;
+            }
+            "JobService/CancelJob" => {
+                jobs()
+                    .cancel_job(pb::CancelJobRequest {
+                        name: job,
+                        reason: String::new(),
+                    })
+                    .await?;
+            }
+            "JobService/WatchJob" => {
+                let mut s = jobs()
+                    .watch_job(pb::WatchJobRequest {
+                        name: job,
+                        from_sequence: 0,
+                    })
+                    .await?
+                    .into_inner();
+                let first = s.message().await?.expect("a first event");
+                assert_eq!(first.job, t.job);
+            }
+            "NodeService/ListPrinters" => {
+                let p = nodes()
+                    .list_printers(pb::ListPrintersRequest::default())
+                    .await?;
+                assert_eq!(p.into_inner().printers[0].name, PRINTER);
+            }
+            "NodeService/GetPrinter" => {
+                nodes()
+                    .get_printer(pb::GetPrinterRequest {
+                        name: PRINTER.into(),
+                    })
+                    .await?;
+            }
+            "NodeService/NodeSession" => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                tx.send(pb::NodeMessage {
+                    msg: Some(pb::node_message::Msg::Hello(pb::NodeHello::default())),
+                })
+                .unwrap();
+                let mut s = nodes()
+                    .node_session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+                    .await?
+                    .into_inner();
+                let first = s.message().await?.expect("a first message");
+                assert!(
+                    matches!(first.msg, Some(pb::router_message::Msg::Welcome(_))),
+                    "{first:?}"
+                );
+            }
+            "AdminService/CreateToken" => {
+                admin()
+                    .create_token(pb::CreateTokenRequest {
+                        role: pb::Role::Admin as i32,
+                        label: "minted".into(),
+                    })
+                    .await?;
+            }
+            "AdminService/ListTokens" => {
+                admin().list_tokens(pb::ListTokensRequest {}).await?;
+            }
+            "AdminService/RevokeToken" => {
+                admin()
+                    .revoke_token(pb::RevokeTokenRequest {
+                        name: t.victim_token.clone(),
+                    })
+                    .await?;
+            }
+            "AdminService/CreateNode" => {
+                admin()
+                    .create_node(pb::CreateNodeRequest {
+                        node_id: t.node_id.clone(),
+                        label: String::new(),
+                    })
+                    .await?;
+            }
+            "AdminService/WhoAmI" => {
+                admin().who_am_i(pb::WhoAmIRequest {}).await?;
+            }
+            other => panic!("{other} has a row in TABLE but no call in World::call"),
+        }
+        Ok(())
+    }
+}
+
+/// A new token: its name (`tokens/{id}`) and secret.
+async fn named_token(r: &Router, role: pb::Role) -> (String, String) {
+    let t = r
+        .admin()
+        .create_token(pb::CreateTokenRequest {
+            role: role as i32,
+            label: "named".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (t.token.unwrap().name, t.secret)
+}
+
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}
+
+fn answer(res: &Result<(), Status>) -> String {
+    match res {
+        Ok(()) => "OK".into(),
+        Err(s) => match s.code() {
+            Code::NotFound => "NF".into(),
+            Code::PermissionDenied => "PD".into(),
+            Code::Unauthenticated => "UA".into(),
+            other => format!("{other:?} ({})", s.message()),
+        },
+    }
+}
+
+#[tokio::test]
+async fn every_caller_gets_its_answer_from_every_rpc_and_a_refusal_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new(dir.path()).await;
+    let mut wrong = Vec::new();
+    for (rpc, want) in table() {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            let t = w.target(&rpc).await;
+            let refused = want[i] != "OK";
+            let before = if refused {
+                Some(w.snapshot(&t, dir.path()))
+            } else {
+                None
+            };
+            let res = w.call(&rpc, &w.creds[i], &t).await;
+            let got = answer(&res);
+            if got != want[i] {
+                wrong.push(format!("{rpc} as {caller}: want {}, got {got}", want[i]));
+            }
+            if let Some(before) = before {
+                let after = w.snapshot(&t, dir.path());
+                if after != before {
+                    wrong.push(format!(
+                        "{rpc} as {caller} was refused but changed something:\n  before {before:?}\n  after  {after:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cells wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    w.r.stop().await;
+}
