@@ -4,12 +4,13 @@
 //! and what it executed equals the G-code PrusaSlicer made. Then the nearest printer dies mid-job
 //! (its process is killed) and the job is re-routed to the other one, which completes it.
 //!
-//! Needs `prusa-slicer` on PATH; without it the test says SKIPPING loudly (CI installs it).
+//! Needs `prusa-slicer` on PATH; without it the test is ignored with the reason
+//! (under `CI=true` it fails: CI installs it).
 
 use std::path::Path;
 
 use fabrouter::{
-    FabNode, Fabd, VirtualPrinter, fab_json, have_tool, printer_toml, read_record, reference,
+    FabNode, Fabd, Tool, VirtualPrinter, fab_json, printer_toml, read_record, reference, require,
     wait_for,
 };
 
@@ -57,10 +58,12 @@ fn wait_job(server: &str, token: &str, job: &str, want: &str, secs: u64) -> serd
 }
 
 #[test]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 fn nearest_printer_prints_and_a_dead_printer_hands_the_job_on() {
-    if !have_tool("prusa-slicer") {
-        return;
-    }
+    require(Tool::PrusaSlicer);
     let dir = tempfile::tempdir().unwrap();
     let fabd = Fabd::start(&dir.path().join("fabd"));
     let (server, admin) = (fabd.addr.clone(), fabd.admin_token());

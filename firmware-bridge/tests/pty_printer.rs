@@ -1,6 +1,6 @@
 //! End-to-end tests of the sender against the virtual printer over real pseudo-terminals:
 //! exactly-once delivery on a noisy link, reset, cancel, pause, fatal errors, emergency stop,
-//! host actions, silence, and the real slicer output in `shared/reference/gcode/`.
+//! host actions, silence, and the real slicer output in `tests/data/gcode/`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -595,12 +595,7 @@ async fn polls_temperatures_when_firmware_cannot_autoreport() {
 /// Streams the real slicer output end to end (PrusaSlicer and CuraEngine, gzipped).
 #[tokio::test]
 async fn reference_gcode_streams_end_to_end() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/gcode");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        PathBuf::from("/work/shared/reference/gcode")
-    };
+    let dir = fabrouter_testkit::data("gcode");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -17,24 +17,29 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a workspace binary. `cargo test --workspace` builds `fab` and `fabd` itself (their
-/// crates have integration tests); when this package is tested alone they are built here once.
+/// Path of a workspace binary, built from the current sources. The first call in a test process
+/// runs `cargo build` for the workspace's binaries (a no-op when they are current: the test run
+/// itself just built them), so a changed source is always what is tested, also when only this
+/// package's tests run.
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = bin_dir().file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
     let p = bin_dir().join(name);
-    if !p.exists() {
-        BUILT.get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let release = bin_dir().file_name().is_some_and(|n| n == "release");
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--workspace", "--bins"]);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("running cargo build");
-            assert!(status.success(), "building the binaries failed");
-        });
-    }
     assert!(p.exists(), "{} was not built", p.display());
     p
 }
@@ -134,11 +139,9 @@ pub fn fab(server: &str, token: &str, args: &[&str]) -> Output {
         .expect("running fab")
 }
 
-/// A file in the shared reference set beside the repository.
+/// A file in the repository's test data (`tests/data/`, sources and licences in its README).
 pub fn reference(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference")
-        .join(rel)
+    fabrouter_testkit::data(rel)
 }
 
 /// Sends SIGTERM to a child and waits up to 20 s (then SIGKILL); returns whether it exited 0.
@@ -301,16 +304,7 @@ pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Whether an external tool is on PATH; says so loudly when it is not.
-pub fn have_tool(name: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
-    if !found {
-        eprintln!("\n*** SKIPPING: {name} is not installed (see README, Set-up) ***\n");
-    }
-    found
-}
+pub use fabrouter_testkit::{Tool, require};
 
 /// A `[[printer]]` table of a node TOML: an FDM printer with a 250 x 210 x 210 mm bed and black
 /// PLA, on `port`, at (lat, lon).

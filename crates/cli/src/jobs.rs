@@ -255,6 +255,34 @@ pub async fn watch(client: &Client, name: &str, from: u64, json_out: bool) -> an
     Ok(last)
 }
 
+/// Why a quote has no option, from the fleet counts it carries.
+fn no_option_text(q: &pb::Quote) -> String {
+    let offline = q.printers_registered.saturating_sub(q.printers_online);
+    match (q.printers_registered, q.printers_online) {
+        (0, _) => "no printer can take this job: no printer is registered with this router \
+                   (a makerspace joins with `fab admin node create` and `fab-node run`)"
+            .to_string(),
+        (n, 0) => format!(
+            "no printer can take this job: {} registered, all offline or in maintenance",
+            count_printers(n)
+        ),
+        (n, _) => format!(
+            "no printer can take this job: {} registered, {offline} offline or in maintenance, {} rejected{}",
+            count_printers(n),
+            q.printers_rejected,
+            if q.rejections.is_empty() { "" } else { ":" }
+        ),
+    }
+}
+
+fn count_printers(n: u32) -> String {
+    if n == 1 {
+        "1 printer".to_string()
+    } else {
+        format!("{n} printers")
+    }
+}
+
 pub async fn run(client: &Client, action: JobsAction, json_out: bool) -> anyhow::Result<()> {
     let mut c = client.jobs();
     match action {
@@ -277,11 +305,14 @@ pub async fn run(client: &Client, action: JobsAction, json_out: bool) -> anyhow:
                         "options": q.options.iter().map(option_json).collect::<Vec<_>>(),
                         "rejections": q.rejections.iter().map(|r| json!({"printer": r.printer, "code": r.code, "message": r.message})).collect::<Vec<_>>(),
                         "coarse_geohash": q.coarse_geohash,
+                        "printers_registered": q.printers_registered,
+                        "printers_online": q.printers_online,
+                        "printers_rejected": q.printers_rejected,
                     }))?
                 );
             } else {
                 if q.options.is_empty() {
-                    println!("no printer can take this job:");
+                    println!("{}", no_option_text(&q));
                 }
                 for (i, o) in q.options.iter().enumerate() {
                     print!("{}", option_text(i, o));

@@ -1,12 +1,9 @@
 //! `fab check` as a user runs it: the binary on real reference files, its JSON and exit codes.
 
-use std::path::Path;
 use std::process::Command;
 
 fn fab_check(file: &str) -> (Option<i32>, serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/stl")
-        .join(file);
+    let path = fabrouter_testkit::data("stl").join(file);
     let out = Command::new(env!("CARGO_BIN_EXE_fab"))
         .args(["check", "--json"])
         .arg(&path)
@@ -53,7 +50,7 @@ fn unreadable_file_exits_2_with_a_reason() {
 
 #[test]
 fn estimate_offline_gives_figures_or_a_reason() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/stl");
+    let dir = fabrouter_testkit::data("stl");
     let out = Command::new(env!("CARGO_BIN_EXE_fab"))
         .args(["estimate", "--json", "--profile", "prusaslicer-b"])
         .arg(dir.join("prusaslicer__20mmbox-CRLF.stl"))

@@ -1,10 +1,10 @@
-//! Reference benchmark: for every STL in `shared/reference/stl/` that PrusaSlicer 2.5 sliced, prints our
+//! Reference benchmark: for every STL in `tests/data/stl/` that PrusaSlicer 2.5 sliced, prints our
 //! time and filament next to PrusaSlicer's figures (`prusaslicer.tsv`, variant B, or the big-bed variant
 //! C where B did not fit), the error in %, and our runtime; when `prusa-slicer` is installed it also
 //! slices the same file now and prints the speed ratio. Ends with the median absolute errors.
 //!
 //! Run: `cargo bench -p fabrouter-estimator --bench reference` (set `FAB_REFERENCE_DIR` to point
-//! elsewhere than `../shared/reference` relative to the workspace; `FAB_BENCH_SKIP_PRUSASLICER=1`
+//! elsewhere than the repository's `tests/data`; `FAB_BENCH_SKIP_PRUSASLICER=1`
 //! skips running PrusaSlicer; `FAB_BENCH_VERBOSE=1` adds the per-feature breakdown).
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ fn reference_dir() -> PathBuf {
     if let Ok(d) = std::env::var("FAB_REFERENCE_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
 /// Successful PrusaSlicer rows per file: B when it sliced, otherwise C (bigger bed).

@@ -398,8 +398,7 @@ fn two_islands_extrude_exactly_twice_one() {
 #[test]
 fn reference_triangle_soup_is_too_broken() {
     // 100 unconnected triangles (trimesh's test file): fragments, not a model.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/stl/trimesh__soup.stl");
+    let path = fabrouter_testkit::data("stl/trimesh__soup.stl");
     let bytes = std::fs::read(path).unwrap();
     let mesh = fabrouter_mesh::parse_stl(&bytes, &fabrouter_mesh::Limits::default()).unwrap();
     let err = estimate(&mesh.triangles, &b()).unwrap_err();

@@ -7,8 +7,7 @@ use std::path::Path;
 use fabrouter_estimator::{Cornering, Profile, ProfileError};
 
 fn ini() -> HashMap<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/prusaslicer_B_explicit.ini");
+    let path = fabrouter_testkit::data("prusaslicer_B_explicit.ini");
     let text = std::fs::read_to_string(&path).unwrap();
     text.lines()
         .filter_map(|l| l.split_once(" = "))

@@ -1,8 +1,8 @@
 //! Measures scan throughput on the reference G-code, repeated to about 100 MB and fed in 64 KiB
 //! chunks as an upload would be.
 //!
-//! `cargo run --release --example throughput [dir]` (default: the repo's sibling
-//! `shared/reference/gcode`).
+//! `cargo run --release --example throughput [dir]` (default: the repository's
+//! `tests/data/gcode`).
 //!
 //! Reports CPU time as well as wall time: on a shared machine the process may get only part of a
 //! core, and wall time then measures the neighbours rather than the scanner.
@@ -18,7 +18,7 @@ fn main() {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/gcode")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/gcode")
         });
     let mut sample = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&dir)

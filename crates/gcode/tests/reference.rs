@@ -1,4 +1,4 @@
-//! Real slicer output from `shared/reference/gcode/` (PrusaSlicer 2.5 and CuraEngine 4.13).
+//! Real slicer output from `tests/data/gcode/` (PrusaSlicer 2.5 and CuraEngine 4.13).
 //! Expectations come from what each file states about itself (its own comments) or from the
 //! geometry of the model, not from this crate's output.
 
@@ -10,8 +10,7 @@ use fabrouter_gcode::{
 };
 
 fn reference_dir() -> PathBuf {
-    // crates/gcode -> crates -> repo -> its parent, which holds shared/.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/gcode")
+    fabrouter_testkit::data("gcode")
 }
 
 fn load(name: &str) -> Vec<u8> {

@@ -51,6 +51,11 @@ pub enum ParseError {
     BadNumber { line: u64, token: String },
     #[error("line {line}: unexpected end of file, expected {expected}; the file is truncated")]
     UnexpectedEnd { line: u64, expected: String },
+    #[error(
+        "line {line} is longer than {} bytes, the longest line an ASCII STL may have; an ASCII STL line holds a keyword and up to three numbers",
+        grouped(*.limit)
+    )]
+    LineTooLong { line: u64, limit: u64 },
 }
 
 impl ParseError {
@@ -59,7 +64,9 @@ impl ParseError {
     pub fn is_limit(&self) -> bool {
         matches!(
             self,
-            ParseError::TooLarge { .. } | ParseError::TooManyTriangles { .. }
+            ParseError::TooLarge { .. }
+                | ParseError::TooManyTriangles { .. }
+                | ParseError::LineTooLong { .. }
         )
     }
 }
@@ -89,6 +96,11 @@ pub enum ScanError {
     TooShort { bytes: u64 },
     #[error("upload ended after {} of {} declared bytes; it is truncated", grouped(*.received), grouped(*.declared))]
     Truncated { received: u64, declared: u64 },
+    #[error(
+        "line {line} is longer than {} bytes, the longest line an ASCII STL may have; an ASCII STL line holds a keyword and up to three numbers",
+        grouped(*.limit)
+    )]
+    LineTooLong { line: u64, limit: u64 },
 }
 
 impl ScanError {
@@ -97,7 +109,9 @@ impl ScanError {
     pub fn is_limit(&self) -> bool {
         matches!(
             self,
-            ScanError::TooLarge { .. } | ScanError::TooManyTriangles { .. }
+            ScanError::TooLarge { .. }
+                | ScanError::TooManyTriangles { .. }
+                | ScanError::LineTooLong { .. }
         )
     }
 }

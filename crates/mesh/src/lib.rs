@@ -56,20 +56,28 @@ pub use write::to_binary_stl;
 
 use serde::{Deserialize, Serialize};
 
-/// Explicit resource limits for reading a mesh; both are checked before and while parsing.
+/// Explicit resource limits for reading a mesh; each is checked before and while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Largest accepted file, in bytes.
     pub max_bytes: u64,
     /// Largest accepted number of triangles.
     pub max_triangles: u64,
+    /// Longest line of an ASCII STL, in bytes (line ends not counted). A line holds a keyword
+    /// and up to three numbers, or a solid's name; without this bound a file of one endless
+    /// line would be buffered whole before anything could be said about it.
+    pub max_line_bytes: u64,
 }
+
+/// [`Limits::max_line_bytes`] by default: the same bound the G-code reader has.
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 64 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_bytes: 256 * 1024 * 1024,
             max_triangles: 20_000_000,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
     }
 }

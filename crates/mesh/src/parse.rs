@@ -73,8 +73,8 @@ struct Binary<'a> {
 /// `limits` with the triangle limit capped by what 32-bit indices allow.
 fn capped(limits: &Limits) -> Limits {
     Limits {
-        max_bytes: limits.max_bytes,
         max_triangles: limits.max_triangles.min(MAX_SUPPORTED_TRIANGLES),
+        ..*limits
     }
 }
 
@@ -291,7 +291,35 @@ fn shown(tok: &[u8]) -> String {
     }
 }
 
+/// The first line longer than `max` bytes (1-based), counted as [`crate::UploadScanner`]
+/// counts them, so a file the upload accepted is never refused here and the reverse.
+fn long_line(bytes: &[u8], max: u64) -> Option<u64> {
+    let (mut line, mut len) = (1u64, 0u64);
+    for &b in bytes {
+        match b {
+            b'\n' => {
+                line += 1;
+                len = 0;
+            }
+            b'\r' => len = 0,
+            _ => {
+                len += 1;
+                if len > max {
+                    return Some(line);
+                }
+            }
+        }
+    }
+    None
+}
+
 fn parse_ascii(bytes: &[u8], limits: &Limits) -> Result<Mesh, ParseError> {
+    if let Some(line) = long_line(bytes, limits.max_line_bytes) {
+        return Err(ParseError::LineTooLong {
+            line,
+            limit: limits.max_line_bytes,
+        });
+    }
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut cur = Cursor {
         bytes: body,
@@ -508,6 +536,7 @@ mod tests {
         let limits = Limits {
             max_bytes: 1 << 20,
             max_triangles: 1,
+            ..Limits::default()
         };
         let err = ascii_with(&text, &limits);
         assert_eq!(
@@ -520,8 +549,30 @@ mod tests {
         let limits = Limits {
             max_bytes: 10,
             max_triangles: 10,
+            ..Limits::default()
         };
         assert!(ascii_with(&text, &limits).is_some_and(|e| e.is_limit()));
+    }
+
+    #[test]
+    fn ascii_lines_are_bounded_as_the_upload_scanner_bounds_them() {
+        let limits = Limits {
+            max_line_bytes: 40,
+            ..Limits::default()
+        };
+        let text = format!("solid t\n{CUBE_FACET}endsolid t\n");
+        assert_eq!(ascii_with(&text, &limits), None);
+        let long = format!("solid {}\n{CUBE_FACET}endsolid\n", "n".repeat(41));
+        assert_eq!(
+            ascii_with(&long, &limits),
+            Some(ParseError::LineTooLong { line: 1, limit: 40 })
+        );
+        let long = format!("solid t\r\n{CUBE_FACET}vertex {}\n", "1".repeat(60));
+        let err = ascii_with(&long, &limits).unwrap();
+        assert!(
+            err.is_limit() && matches!(err, ParseError::LineTooLong { line: 9, .. }),
+            "{err}"
+        );
     }
 
     fn ascii_with(text: &str, limits: &Limits) -> Option<ParseError> {

@@ -33,6 +33,9 @@ pub struct UploadScanner {
     declared_triangles: u64,
     window: u64,
     endfacets: u64,
+    /// ASCII only: the line being read (1-based) and its length so far.
+    line: u64,
+    line_bytes: u64,
 }
 
 impl UploadScanner {
@@ -53,6 +56,8 @@ impl UploadScanner {
             declared_triangles: 0,
             window: 0,
             endfacets: 0,
+            line: 1,
+            line_bytes: 0,
         })
     }
 
@@ -80,15 +85,15 @@ impl UploadScanner {
                 // The prefix may itself contain `endfacet` text in an ASCII file.
                 let prefix = std::mem::take(&mut self.prefix);
                 if self.format == Some(StlFormat::Ascii) {
-                    self.count_endfacets(&prefix)?;
-                    self.count_endfacets(&chunk[want.min(chunk.len())..])?;
+                    self.read_ascii(&prefix)?;
+                    self.read_ascii(&chunk[want.min(chunk.len())..])?;
                 }
                 return Ok(());
             }
             return Ok(());
         }
         if self.format == Some(StlFormat::Ascii) {
-            self.count_endfacets(chunk)?;
+            self.read_ascii(chunk)?;
         }
         Ok(())
     }
@@ -117,11 +122,28 @@ impl UploadScanner {
         Ok(())
     }
 
-    fn count_endfacets(&mut self, bytes: &[u8]) -> Result<(), ScanError> {
+    /// Counts `endfacet` keywords and measures lines (ended by LF, CRLF or a lone CR).
+    fn read_ascii(&mut self, bytes: &[u8]) -> Result<(), ScanError> {
         for &b in bytes {
             self.window = (self.window << 8) | u64::from(b.to_ascii_lowercase());
             if self.window == ENDFACET {
                 self.endfacets += 1;
+            }
+            match b {
+                b'\n' => {
+                    self.line += 1;
+                    self.line_bytes = 0;
+                }
+                b'\r' => self.line_bytes = 0,
+                _ => {
+                    self.line_bytes += 1;
+                    if self.line_bytes > self.limits.max_line_bytes {
+                        return Err(ScanError::LineTooLong {
+                            line: self.line,
+                            limit: self.limits.max_line_bytes,
+                        });
+                    }
+                }
             }
         }
         if self.endfacets > self.limits.max_triangles {
@@ -192,6 +214,7 @@ mod tests {
         let limits = Limits {
             max_bytes: 1 << 20,
             max_triangles: 5,
+            ..Limits::default()
         };
         let mut s = UploadScanner::new(data.len() as u64, limits).unwrap();
         s.feed(&data[..50]).unwrap();
@@ -232,6 +255,7 @@ mod tests {
         let limits = Limits {
             max_bytes: 1 << 20,
             max_triangles: 6,
+            ..Limits::default()
         };
         let mut s = UploadScanner::new(text.len() as u64, limits).unwrap();
         let err = feed_all(&mut s, text.as_bytes(), 5).unwrap_err();
@@ -245,10 +269,58 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_ascii_line_is_refused_as_it_streams() {
+        // 200 MB announced, one line without an end: refused at the limit, long before the
+        // declared size arrives, and the reason names the line, not truncation.
+        let limits = Limits::default();
+        let mut s = UploadScanner::new(200_000_000, limits).unwrap();
+        s.feed(b"solid huge\nfacet normal 0 0 1\n").unwrap();
+        let chunk = vec![b'9'; 4096];
+        let mut fed = 0u64;
+        let err = loop {
+            match s.feed(&chunk) {
+                Ok(()) => fed += chunk.len() as u64,
+                Err(e) => break e,
+            }
+            assert!(fed < 1 << 20, "not refused after {fed} bytes");
+        };
+        assert_eq!(
+            err,
+            ScanError::LineTooLong {
+                line: 3,
+                limit: crate::DEFAULT_MAX_LINE_BYTES
+            }
+        );
+        assert!(err.is_limit());
+        assert!(
+            err.to_string()
+                .starts_with("line 3 is longer than 65,536 bytes"),
+            "{err}"
+        );
+        // The first line counts too, and so does a line ended by CR alone.
+        let limits = Limits {
+            max_line_bytes: 10,
+            ..Limits::default()
+        };
+        let mut s = UploadScanner::new(1000, limits).unwrap();
+        let err = feed_all(&mut s, format!("solid {}", "n".repeat(100)).as_bytes(), 7);
+        assert_eq!(err, Err(ScanError::LineTooLong { line: 1, limit: 10 }));
+        let text = "solid a\rfacet\r\nouter loop\n";
+        let mut s = UploadScanner::new(text.len() as u64, limits).unwrap();
+        feed_all(&mut s, text.as_bytes(), 3).unwrap();
+        // Binary files have no lines.
+        let data = binary(2, 2);
+        let mut s = UploadScanner::new(data.len() as u64, limits).unwrap();
+        feed_all(&mut s, &data, 50).unwrap();
+        s.finish().unwrap();
+    }
+
+    #[test]
     fn size_limits_and_truncation() {
         let limits = Limits {
             max_bytes: 100,
             max_triangles: 10,
+            ..Limits::default()
         };
         assert!(matches!(
             UploadScanner::new(101, limits),

@@ -1,5 +1,5 @@
 //! Compares our reading, check and repair figure by figure with what admesh 0.98.4 and trimesh
-//! 5.2 report for the real STL files in `shared/reference` (see its README.md). Where a figure
+//! 5.2 report for the real STL files in `tests/data` (see its README.md). Where a figure
 //! differs from a tool on purpose, the test asserts our figure and says why.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use fabrouter_mesh::{
 };
 
 fn reference_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
+    fabrouter_testkit::data("")
 }
 
 /// A TSV file as rows of column name -> value.
@@ -389,6 +389,7 @@ fn upload_scanner_agrees_with_parser() {
         let limits = Limits {
             max_bytes: Limits::default().max_bytes,
             max_triangles: summary.triangles - 1,
+            ..Limits::default()
         };
         let mut scanner = fabrouter_mesh::UploadScanner::new(bytes.len() as u64, limits).unwrap();
         let err = bytes

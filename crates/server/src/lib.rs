@@ -230,10 +230,14 @@ pub async fn start(
     health
         .set_serving::<AdminServiceServer<admin::Admin>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fabrouter_api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1 and v1alpha: grpcio-reflection, older grpcurl, Evans and Postman speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fabrouter_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
 
     let mut builder = Server::builder().accept_http1(true);
     if let (Some(cert), Some(key)) = (&state.config.tls_cert, &state.config.tls_key) {
@@ -248,6 +252,7 @@ pub async fn start(
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(DesignServiceServer::new(designs))
         .add_service(AdminServiceServer::new(admin))
         .add_service(JobServiceServer::new(jobs))

@@ -106,9 +106,7 @@ impl Router {
 }
 
 fn reference(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/stl")
-        .join(name);
+    let p = fabrouter_testkit::data("stl").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -351,6 +349,43 @@ async fn limits_are_enforced_while_streaming() {
     r.stop().await;
 }
 
+/// An ASCII STL of one endless line is refused once the line passes 64 KiB, while the client
+/// still streams, with a reason that names the line (it once said "truncated" after buffering
+/// all of it).
+#[tokio::test]
+async fn an_endless_ascii_line_is_refused_while_streaming() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), Limits::default()).await;
+    let mut c = r.designs(&r.designer("a").await);
+    let (tx, rx) = mpsc::channel(2);
+    tx.send(meta("line.stl", 200_000_000, "")).await.unwrap();
+    let call = tokio::spawn(async move { c.upload_design(ReceiverStream::new(rx)).await });
+    tx.send(chunk(b"solid endless\n")).await.unwrap();
+    let mut sent = 0usize;
+    let block = vec![b'7'; 16 * 1024];
+    // Refused at 64 KiB; what the client sends before it hears so is HTTP/2's flow-control
+    // window (about 1 MiB), not the 200 MB it announced.
+    while sent < 32 << 20 && tx.send(chunk(&block)).await.is_ok() {
+        sent += block.len();
+    }
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), call)
+        .await
+        .expect("the server must answer while the upload streams")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        sent < 8 << 20,
+        "the client could send {sent} bytes of one line"
+    );
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(
+        e.message().contains("line 2 is longer than 65,536 bytes"),
+        "{}",
+        e.message()
+    );
+    r.stop().await;
+}
+
 /// Every reference file uploads; triangle counts match the manifest and open edges match
 /// admesh's verdict on which files are broken.
 #[tokio::test]
@@ -358,7 +393,7 @@ async fn every_reference_file_uploads_with_admesh_figures() {
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(dir.path(), Limits::default()).await;
     let mut c = r.designs(&r.designer("a").await);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
+    let root = fabrouter_testkit::data("");
     let manifest = std::fs::read_to_string(root.join("manifest.tsv")).unwrap();
     let admesh = std::fs::read_to_string(root.join("admesh.tsv")).unwrap();
     let header: Vec<&str> = admesh.lines().next().unwrap().split('\t').collect();
@@ -624,6 +659,34 @@ async fn health_reflection_grpc_web_and_auth() {
         );
     }
 
+    // The same through v1alpha, which grpcio-reflection, older grpcurl, Evans and Postman speak.
+    use tonic_reflection::pb::v1alpha as refl_alpha;
+    let mut rc =
+        refl_alpha::server_reflection_client::ServerReflectionClient::new(r.channel.clone());
+    let req = refl_alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            refl_alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "fabrouter.v1.JobService".into(),
+            ),
+        ),
+    };
+    let msg = rc
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(refl_alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(f)) =
+        msg.message_response
+    else {
+        panic!("v1alpha reflection did not describe JobService: {msg:?}");
+    };
+    assert!(!f.file_descriptor_proto.is_empty());
+
     // gRPC-web over HTTP/1.1 from a browser origin: preflight, then WhoAmI.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let http = |req: String| async move {
@@ -747,9 +810,7 @@ async fn estimates_are_computed_once_and_explain_refusals() {
 /// A reference G-code file (gzipped beside the STL files), unpacked.
 fn reference_gcode(name: &str) -> Vec<u8> {
     use std::io::Read;
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/gcode")
-        .join(name);
+    let p = fabrouter_testkit::data("gcode").join(name);
     let gz = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(gz.as_slice())

@@ -1,0 +1,159 @@
+//! Test support shared by the workspace's crates.
+//!
+//! **Test data.** Every file a test reads lives in the repository under `tests/data/` (its
+//! README gives each file's source and licence); [`data`] finds it from any crate.
+//!
+//! **Tests that need an external tool** (PrusaSlicer, Python's grpcio, ...). A test that cannot
+//! run must be visible as not run, and CI, which installs every tool, must never pass without
+//! running it. So the decision is taken at build time, where libtest can show it:
+//!
+//! - the crate's `build.rs` calls [`build::detect`], which looks for each tool and, when one is
+//!   missing, sets the cfg `missing_<tool>` (unless `CI=true`);
+//! - the test carries `#[cfg_attr(missing_prusa_slicer, ignore = "needs prusa-slicer ...")]`,
+//!   so libtest lists it as ignored with that reason and counts it in its summary;
+//! - when the test does run it first calls [`require`], which panics with the install hint if the
+//!   tool is absent: under `CI=true` (no cfg set) a missing tool is a failed test, not a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// An external tool some tests need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `prusa-slicer` on PATH: node agents slice with it.
+    PrusaSlicer,
+    /// `python3` with the `grpc` and `grpc_tools` modules: the Python client example.
+    PythonGrpc,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 2] = [Tool::PrusaSlicer, Tool::PythonGrpc];
+
+    /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
+    pub fn missing_cfg(self) -> &'static str {
+        match self {
+            Tool::PrusaSlicer => "missing_prusa_slicer",
+            Tool::PythonGrpc => "missing_python_grpc",
+        }
+    }
+
+    /// How a person gets it.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Tool::PrusaSlicer => "prusa-slicer is not installed (apt-get install prusa-slicer)",
+            Tool::PythonGrpc => {
+                "python3 with grpcio-tools is not installed \
+                 (python3 -m pip install -r examples/python/requirements.txt)"
+            }
+        }
+    }
+
+    /// Whether the tool is usable on this machine now.
+    pub fn available(self) -> bool {
+        match self {
+            Tool::PrusaSlicer => find_on_path("prusa-slicer").is_some(),
+            Tool::PythonGrpc => Command::new("python3")
+                .args(["-c", "import grpc, grpc_tools"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        }
+    }
+}
+
+/// Panics with the install hint when `tool` is missing. Call it first in a test that carries
+/// the tool's `ignore` attribute: the test runs only where the build found the tool or under
+/// `CI=true`, and in both cases its absence is a failure.
+pub fn require(tool: Tool) {
+    if !tool.available() {
+        let ci = if ci() {
+            " (CI=true: CI installs every tool the tests need, so this is a broken CI)"
+        } else {
+            ""
+        };
+        panic!("this test cannot run: {}{ci}", tool.install_hint());
+    }
+}
+
+/// Whether this is a CI run (`CI=true`), where no test may be skipped for a missing tool.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The first `name` file on PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The repository's top-level directory.
+pub fn repo_root() -> PathBuf {
+    // crates/testkit -> crates -> the repository.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/testkit sits two levels below the repository root")
+        .to_path_buf()
+}
+
+/// A file or directory under the repository's `tests/data/`.
+pub fn data(rel: &str) -> PathBuf {
+    repo_root().join("tests/data").join(rel)
+}
+
+/// For a crate's `build.rs`.
+pub mod build {
+    use super::{Tool, ci};
+
+    /// Declares the `missing_*` cfgs and sets those of the `tools` that are missing on this
+    /// machine (none under `CI=true`). Reruns when PATH or CI change, or a PATH directory gains
+    /// or loses a file, so installing a tool makes its tests run.
+    pub fn detect(tools: &[Tool]) {
+        println!("cargo::rerun-if-env-changed=CI");
+        println!("cargo::rerun-if-env-changed=PATH");
+        if let Some(path) = std::env::var_os("PATH") {
+            for dir in std::env::split_paths(&path).filter(|d| d.is_dir()) {
+                println!("cargo::rerun-if-changed={}", dir.display());
+            }
+        }
+        for tool in Tool::ALL {
+            println!("cargo::rustc-check-cfg=cfg({})", tool.missing_cfg());
+        }
+        if tools.contains(&Tool::PythonGrpc) {
+            // pip installs into site-packages, not PATH.
+            for dir in python_site_dirs() {
+                println!("cargo::rerun-if-changed={dir}");
+            }
+        }
+        let ci = ci();
+        for &tool in tools {
+            if !ci && !tool.available() {
+                println!("cargo::rustc-cfg={}", tool.missing_cfg());
+                println!(
+                    "cargo::warning=tests that need it are ignored: {}",
+                    tool.install_hint()
+                );
+            }
+        }
+    }
+
+    fn python_site_dirs() -> Vec<String> {
+        let script =
+            "import site; print('\\n'.join(site.getsitepackages() + [site.getusersitepackages()]))";
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|d| std::path::Path::new(d).is_dir())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
