@@ -295,15 +295,17 @@ pub async fn run_agent(
     let channel = session::router_channel(&config.router)
         .with_context(|| format!("router address {:?}", config.router))?;
     let (to_core, mut reports) = mpsc::unbounded_channel();
+    let slicer = Slicer::new(
+        &config.slicer,
+        config.slicer_timeout,
+        &state.join("gcode-cache"),
+    );
+    slicer.remove_leftovers();
     let ctx = Arc::new(Ctx {
         channel: channel.clone(),
         bearer: format!("node:{}:{}", config.node_id, config.secret),
         held: Mutex::new(held),
-        slicer: Slicer::new(
-            &config.slicer,
-            config.slicer_timeout,
-            &state.join("gcode-cache"),
-        ),
+        slicer,
         designs_dir: state.join("designs"),
         default_slicer_config,
         to_core,

@@ -7,7 +7,8 @@
 //! - [`config`]: the TOML file ([`NodeConfig::from_toml_file`]), validated once with line
 //!   numbers in every error.
 //! - [`held`]: the jobs held, on disk, so restarts on either side lose nothing.
-//! - [`slicer`]: PrusaSlicer's CLI with a timeout and a cache per (design, config).
+//! - [`slicer`]: PrusaSlicer's CLI with a timeout and a verified cache per (design, config,
+//!   options), each key sliced once however many printers ask at once.
 //! - [`download`]: fetching a design from the router, streamed and hash-checked.
 //! - [`session`]: one `NodeSession` stream.
 //! - [`stream`]: `fab-node stream`, one file to one printer with a progress bar or JSON events.

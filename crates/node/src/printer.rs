@@ -318,12 +318,12 @@ impl PrinterTask {
         }));
     }
 
-    /// Download and slice: the G-code to stream, or why not.
+    /// Download and slice: the G-code to stream and whether this node sliced it, or why not.
     async fn prepare(
         ctx: Arc<Ctx>,
         cfg: PrinterConfig,
         a: pb::JobAssignment,
-    ) -> Result<PathBuf, Ending> {
+    ) -> Result<(PathBuf, bool), Ending> {
         let gcode = a.format == pb::DesignFormat::Gcode as i32;
         let (file, sha) = download_design(
             ctx.channel.clone(),
@@ -336,7 +336,7 @@ impl PrinterTask {
         .await
         .map_err(|e| Ending::fault(format!("the node could not fetch the design: {e}")))?;
         if gcode {
-            return check_gcode(&file, &cfg).await.map(|()| file);
+            return check_gcode(&file, &cfg).await.map(|()| (file, false));
         }
         let config = cfg
             .slicer_config
@@ -362,10 +362,12 @@ impl PrinterTask {
             }
         }
         match ctx.slicer.slice(&file, &sha, &config, &overrides).await {
-            Ok((path, cached)) => {
-                tracing::info!(job = %a.job, cached, gcode = %path.display(), "sliced");
-                Ok(path)
+            Ok(s) => {
+                tracing::info!(job = %a.job, origin = ?s.origin, gcode = %s.path.display(), "sliced");
+                Ok((s.path, true))
             }
+            // The node's trouble moves the job on as a printer fault does; only a model the
+            // slicer refuses fails the job.
             Err(e) => Err(Ending {
                 success: false,
                 printer_fault: e.is_node_fault(),
@@ -404,7 +406,7 @@ impl PrinterTask {
                 },
             }
         };
-        let gcode = match gcode {
+        let (gcode, sliced_here) = match gcode {
             Ok(g) => g,
             Err(end) => {
                 self.finish(&a, end);
@@ -413,6 +415,17 @@ impl PrinterTask {
         };
         let job = match GcodeJob::open(&gcode).await {
             Ok(j) => j,
+            // This node's own slicer output (verified against what the slicer wrote) is the
+            // node's problem, not the customer's; uploaded G-code is the customer's.
+            Err(e) if sliced_here => {
+                self.finish(
+                    &a,
+                    Ending::fault(format!(
+                        "the G-code sliced on this node cannot be printed: {e}"
+                    )),
+                );
+                return Ok(());
+            }
             Err(e) => {
                 self.finish(
                     &a,
@@ -812,15 +825,13 @@ mod tests {
 
     #[tokio::test]
     async fn prusaslicer_writes_the_materials_temperatures() {
-        if crate::slicer::find_on_path("prusa-slicer").is_none() {
-            eprintln!("SKIPPING: prusa-slicer not installed");
+        if !crate::slicer::tests::prusa_slicer_or_skip() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prusaslicer-b.ini");
         std::fs::write(&config, crate::slicer::DEFAULT_CONFIG).unwrap();
-        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/reference/stl/trimesh__20mm-xyz-cube.stl");
+        let model = crate::slicer::tests::cube_stl();
         let p = printer(r#"[{ kind = "PETG" }]"#, false);
         let mut overrides = slicer_overrides(&p);
         let (hotend, bed) = material_temperatures(&p, Some(&material("PETG", "")), false).unwrap();
@@ -830,11 +841,11 @@ mod tests {
             Duration::from_secs(120),
             &dir.path().join("c"),
         );
-        let (gcode, _) = slicer
+        let sliced = slicer
             .slice(&model, "cube", &config, &overrides)
             .await
             .unwrap();
-        let text = std::fs::read_to_string(gcode).unwrap();
+        let text = std::fs::read_to_string(sliced.path).unwrap();
         let sets = |code: &str| text.lines().any(|l| l.starts_with(code));
         assert!(
             sets("M104 S240") || sets("M109 S240"),
