@@ -569,7 +569,7 @@ impl Slicer {
         tokio::task::spawn_blocking(move || {
             let done = publish(&out, work.path(), &g, &r);
             if done.is_err() {
-                // A half-published entry would be found bad and re-sliced anyway; say so now.
+                // Not left for the next read to find bad: a half-published entry goes now.
                 let _ = remove_if_there(&g);
                 let _ = remove_if_there(&r);
             }

@@ -1,7 +1,9 @@
 //! The node agent against an in-process router over real gRPC on loopback and virtual Marlin
 //! printers on real pseudo-terminals: a job is sliced by PrusaSlicer, streamed and completed;
 //! a printer fault is reported as the printer's (the router re-routes); a router restart does
-//! not stop a print; a node restart reports the interrupted print as failed.
+//! not stop a print; a node restart reports the interrupted print as failed; printers given
+//! jobs of one design at once share one slice; a slicer crash is the node's (the job moves on)
+//! while a model PrusaSlicer refuses fails the job with its error.
 //!
 //! Tests that slice need `prusa-slicer` on PATH; without it they print a loud SKIPPING line
 //! and return (CI installs it).
