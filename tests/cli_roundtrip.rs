@@ -1,7 +1,7 @@
 //! `fab` and `fabd` as separate processes, the way a user runs them: check offline, upload,
 //! list, stop fabd with SIGTERM, start it again, and find the design still there.
 
-use fabrouter::{Fabd, fab, reference};
+use fabrouter::{FabNode, Fabd, VirtualPrinter, fab, fab_json, printer_toml, reference, wait_for};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(
@@ -50,5 +50,93 @@ fn check_upload_restart_list() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
     let _ = addr;
+    assert!(fabd.stop());
+}
+
+/// A quote no printer can take says why, as a person reads it: nothing registered, then a
+/// printer registered but offline, then an online printer that rejects the part (with reasons).
+#[test]
+fn a_quote_without_options_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let fabd = Fabd::start(&dir.path().join("fabd"));
+    let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
+    let designer = fab_json(
+        &server,
+        &admin,
+        &["admin", "token", "create", "--role", "designer"],
+    )["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cube = reference("stl/trimesh__20mm-xyz-cube.stl");
+    let design = fab_json(&server, &designer, &["upload", cube.to_str().unwrap()])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let quote = |material: &str| {
+        let out = fab(
+            &server,
+            &designer,
+            &[
+                "jobs",
+                "quote",
+                &design,
+                "--lat",
+                "52.39",
+                "--lon",
+                "13.06",
+                "--material",
+                material,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = quote("PLA");
+    assert!(
+        said.starts_with("no printer can take this job: no printer is registered"),
+        "{said}"
+    );
+
+    // A node whose printer's port does not exist: registered, offline.
+    let node_secret = fab_json(&server, &admin, &["admin", "node", "create", "lab"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = dir.path().join("node.toml");
+    let missing = dir.path().join("no-such.tty");
+    std::fs::write(
+        &config,
+        format!(
+            "router = \"{server}\"\nnode_id = \"lab\"\nsecret = \"{node_secret}\"\nstate_dir = \"{}\"\n{}",
+            dir.path().join("node-state").display(),
+            printer_toml("mk3", &missing, (52.52, 13.40), "Berlin Lab"),
+        ),
+    )
+    .unwrap();
+    let node = FabNode::start(&config, &dir.path().join("node.log"));
+    wait_for("the printer to be registered", 60, || {
+        quote("PLA").contains("1 printer registered, all offline or in maintenance")
+    });
+
+    // Online, but loaded with PLA only: PETG is rejected, and the reason is listed.
+    let printer = VirtualPrinter::start(&missing, &dir.path().join("mk3.record"), &[]);
+    wait_for("the printer to come online", 60, || {
+        !quote("PLA").starts_with("no printer can take")
+    });
+    let said = quote("PETG");
+    assert!(
+        said.starts_with(
+            "no printer can take this job: 1 printer registered, 0 offline or in maintenance, 1 rejected:"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("nodes/lab/printers/mk3 [material]"), "{said}");
+    assert!(node.stop());
+    assert!(printer.stop());
     assert!(fabd.stop());
 }
