@@ -75,6 +75,9 @@ pub enum BridgeError {
         /// The state at the time.
         state: String,
     },
+    /// A command that cannot be sent as one line (see [`crate::gcode::unsendable`]).
+    #[error("cannot send this command: {0}")]
+    BadCommand(&'static str),
     /// The connection task has ended.
     #[error("printer connection closed")]
     Closed,

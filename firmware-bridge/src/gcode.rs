@@ -25,6 +25,19 @@ pub fn clean_line(raw: &str) -> Option<&str> {
     (!code.is_empty()).then_some(code)
 }
 
+/// Why `command` cannot go to the firmware as one framed line, if it cannot. Firmware ends a
+/// line at CR or LF, reads it as a C string (a NUL cuts it, and with it the checksum) and takes
+/// the first `*` as the start of the checksum; anything but ASCII is not G-code.
+pub fn unsendable(command: &str) -> Option<&'static str> {
+    if !command.is_ascii() || command.contains('*') {
+        Some("non-ASCII byte or '*' in a command")
+    } else if command.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        Some("control character (CR, NUL, ...) in a command")
+    } else {
+        None
+    }
+}
+
 /// XOR of every byte, written in decimal after `*` by the host.
 pub fn checksum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0, |acc, b| acc ^ b)
@@ -316,10 +329,10 @@ impl<R: AsyncRead + Unpin> GcodeReader<R> {
                 return Ok(Some(Item::Marker(marker)));
             }
             if let Some(cmd) = clean_line(&text) {
-                if !cmd.is_ascii() || cmd.contains('*') {
+                if let Some(reason) = unsendable(cmd) {
                     return Err(JobError::BadCommand {
                         file_line: self.file_line,
-                        reason: "non-ASCII byte or '*' in a command".into(),
+                        reason: reason.into(),
                     });
                 }
                 return Ok(Some(Item::Command(cmd.to_string())));

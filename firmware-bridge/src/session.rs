@@ -87,6 +87,9 @@ impl PrinterHandle {
     /// e.g. `M876 S1` to answer a prompt.
     pub async fn command(&self, command: &str) -> Result<(), BridgeError> {
         let cmd = gcode::clean_line(command).unwrap_or_default().to_string();
+        if let Some(reason) = gcode::unsendable(&cmd) {
+            return Err(BridgeError::BadCommand(reason));
+        }
         self.ask(|a| Control::Command(cmd, a)).await
     }
 
