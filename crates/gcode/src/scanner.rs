@@ -147,6 +147,11 @@ impl Scanner {
 
     /// Refuses to buffer more than one line's worth, before the line is complete.
     fn check_partial(&self, adding: usize) -> Result<(), GcodeError> {
+        // Until 4 bytes are in, the file may still turn out to be binary G-code, the error a
+        // single chunk gives; at most 3 bytes are held over the limit meanwhile.
+        if self.prefix_len < BGCODE_MAGIC.len() {
+            return Ok(());
+        }
         // One extra byte: a trailing '\r' is part of the line ending, not the line.
         if self.buf.len() + adding > self.limits.max_line_bytes.saturating_add(1) {
             return Err(GcodeError::LineTooLong {
