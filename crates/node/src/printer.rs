@@ -824,10 +824,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        missing_prusa_slicer,
+        ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+    )]
     async fn prusaslicer_writes_the_materials_temperatures() {
-        if !crate::slicer::tests::prusa_slicer_or_skip() {
-            return;
-        }
+        fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prusaslicer-b.ini");
         std::fs::write(&config, crate::slicer::DEFAULT_CONFIG).unwrap();

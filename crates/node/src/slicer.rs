@@ -586,26 +586,9 @@ pub(crate) mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// Whether prusa-slicer is installed; a loud SKIPPING line when not, and a failure under
-    /// `CI=true`, where it must be.
-    pub(crate) fn prusa_slicer_or_skip() -> bool {
-        if find_on_path("prusa-slicer").is_some() {
-            return true;
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "prusa-slicer is not installed, and CI=true requires it"
-        );
-        eprintln!(
-            "\n*** SKIPPING: prusa-slicer not installed (apt-get install prusa-slicer) ***\n"
-        );
-        false
-    }
-
     /// The 20 mm calibration cube of the repository's test data.
     pub(crate) fn cube_stl() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/data/stl/trimesh__20mm-xyz-cube.stl")
+        fabrouter_testkit::data("stl/trimesh__20mm-xyz-cube.stl")
     }
 
     /// A stand-in slicer: logs each run to `runs.log`, waits `delay_s`, then runs `body` (a
@@ -839,10 +822,12 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        missing_prusa_slicer,
+        ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+    )]
     async fn prusaslicer_refusing_a_model_names_its_error() {
-        if !prusa_slicer_or_skip() {
-            return;
-        }
+        fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prusaslicer-b.ini");
         std::fs::write(&config, DEFAULT_CONFIG).unwrap();

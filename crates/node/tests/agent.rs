@@ -19,7 +19,6 @@ use fabrouter_api::v1::job_service_client::JobServiceClient;
 use fabrouter_api::v1::node_service_client::NodeServiceClient;
 use fabrouter_node::config::{Location, MaterialConfig, Price, PrinterConfig, Technology};
 use fabrouter_node::session::Bearer;
-use fabrouter_node::slicer::find_on_path;
 use fabrouter_node::{NodeConfig, run_agent};
 use fabrouter_server::config::Config;
 use fabrouter_server::network::NetworkConfig;
@@ -43,21 +42,6 @@ fn logs() {
         )
         .with_test_writer()
         .try_init();
-}
-
-/// Whether prusa-slicer is installed; a loud SKIPPING line when not, and a failure under
-/// `CI=true`, where it must be.
-fn prusa_slicer_or_skip() -> bool {
-    logs();
-    if find_on_path("prusa-slicer").is_some() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "prusa-slicer is not installed, and CI=true requires it"
-    );
-    eprintln!("\n*** SKIPPING: prusa-slicer not installed (apt-get install prusa-slicer) ***\n");
-    false
 }
 
 struct Router {
@@ -282,11 +266,7 @@ async fn submit_job(mut jobs: JobServiceClient<Authed>, design: &str, key: &str)
 /// The 20 mm calibration cube of the repository's test data (a real-world STL PrusaSlicer
 /// loads).
 fn reference_cube() -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/data/stl/trimesh__20mm-xyz-cube.stl"),
-    )
-    .unwrap()
+    std::fs::read(fabrouter_testkit::data("stl/trimesh__20mm-xyz-cube.stl")).unwrap()
 }
 
 fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
@@ -420,10 +400,13 @@ fn slow_printer() -> VpConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn an_assigned_job_is_sliced_streamed_and_completed() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(
         &dir.path().join("router"),
@@ -496,10 +479,13 @@ async fn an_assigned_job_is_sliced_streamed_and_completed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(
         &dir.path().join("router"),
@@ -557,10 +543,13 @@ async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn a_router_restart_mid_print_does_not_stop_the_print() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let router_dir = dir.path().join("router");
     let r = Router::start(&router_dir, "127.0.0.1:0".parse().unwrap(), 1.0, 30.0).await;
@@ -604,10 +593,13 @@ async fn a_router_restart_mid_print_does_not_stop_the_print() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn a_node_restart_reports_the_interrupted_print_as_failed() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(
         &dir.path().join("router"),
@@ -685,10 +677,13 @@ fn slicer_runs(log: &Path) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn printers_of_one_node_given_one_design_at_once_share_one_slice() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     const PRINTERS: usize = 3;
     const JOBS: usize = 12;
     let dir = tempfile::tempdir().unwrap();
@@ -775,10 +770,13 @@ async fn printers_of_one_node_given_one_design_at_once_share_one_slice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn a_slicer_crash_is_the_nodes_and_the_job_moves_on() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(
         &dir.path().join("router"),
@@ -837,10 +835,13 @@ async fn a_slicer_crash_is_the_nodes_and_the_job_moves_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn a_model_prusaslicer_refuses_fails_the_job_with_its_error() {
-    if !prusa_slicer_or_skip() {
-        return;
-    }
+    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let r = Router::start(
         &dir.path().join("router"),

@@ -46,6 +46,7 @@ impl AdminService for Admin {
                     "role must be designer, operator, marketplace or admin (nodes use CreateNode)",
                 ));
             }
+            crate::bounds::label(&req.label)?;
             let (rec, secret) = auth::create_token(self.state.store.as_ref(), role, &req.label)
                 .map_err(store_status)?;
             tracing::info!(token = %rec.id, role = auth::role_from_pb(role as i32).word(), "token created");
@@ -101,6 +102,7 @@ impl AdminService for Admin {
         let res = (|| {
             self.state.authorize(request.metadata(), Rpc::CreateNode)?;
             let req = request.get_ref();
+            crate::bounds::label(&req.label)?;
             let secret = auth::create_node(self.state.store.as_ref(), &req.node_id, &req.label)?;
             Ok(pb::CreateNodeResponse {
                 node_id: req.node_id.clone(),

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use crate::access::{JobUse, Rpc};
+use crate::bounds;
 use crate::errors::store_status;
 use crate::network::{Network, is_terminal};
 
@@ -32,6 +33,7 @@ impl JobService for Jobs {
         let res = async {
             // Refused callers never wait for a routing turn.
             let who = net.state.authorize(request.metadata(), Rpc::QuoteJob)?;
+            bounds::job_spec(request.get_ref().spec.as_ref())?;
             let turn = self.net.routing_turn().await?;
             // Estimating may slice the model: off the async threads.
             tokio::task::spawn_blocking(move || {
@@ -54,6 +56,9 @@ impl JobService for Jobs {
         let net = self.net.clone();
         let res = async {
             let who = net.state.authorize(request.metadata(), Rpc::SubmitJob)?;
+            let req = request.get_ref();
+            bounds::job_spec(req.spec.as_ref())?;
+            bounds::name("printer", &req.printer)?;
             // Routing takes well under a millisecond: it runs here, as a handoff to a blocking
             // thread and back would cost more than it saves. Only a design whose estimates are
             // not in memory yet (slicing may take seconds) goes to a blocking thread.
@@ -148,6 +153,7 @@ impl JobService for Jobs {
                 .net
                 .state
                 .authorize(request.metadata(), Rpc::CancelJob)?;
+            bounds::reason(&request.get_ref().reason)?;
             self.net.cancel(&who, request.get_ref()).await
         }
         .await;

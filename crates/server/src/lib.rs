@@ -13,6 +13,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod bounds;
 pub mod config;
 pub mod designs;
 pub mod errors;
@@ -253,14 +254,25 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(DesignServiceServer::new(designs))
-        .add_service(AdminServiceServer::new(admin))
-        .add_service(JobServiceServer::new(jobs))
-        .add_service(NodeServiceServer::new(nodes))
-        .add_service(EstimateServiceServer::new(estimates::Estimates {
-            state: state.clone(),
-            profiles,
-        }));
+        .add_service(
+            DesignServiceServer::new(designs).max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AdminServiceServer::new(admin).max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            JobServiceServer::new(jobs).max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            NodeServiceServer::new(nodes).max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            EstimateServiceServer::new(estimates::Estimates {
+                state: state.clone(),
+                profiles,
+            })
+            .max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
+        );
 
     let store = state.store.clone();
     // Replies larger than a segment (a quote's explanations) otherwise wait for the client's

@@ -95,6 +95,7 @@ impl NodeService for Nodes {
         let Some(pb::node_message::Msg::Hello(hello)) = first.msg else {
             return Err(bad_request("hello", "the first message must be NodeHello"));
         };
+        crate::bounds::node_hello(&hello)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let net = self.net.clone();
         let session = {
@@ -114,7 +115,11 @@ impl NodeService for Nodes {
                 };
                 let Some(msg) = msg else { break };
                 match msg {
-                    Ok(pb::NodeMessage { msg: Some(m) }) => {
+                    Ok(pb::NodeMessage { msg: Some(mut m) }) => {
+                        if let Err(why) = crate::bounds::node_message(&mut m) {
+                            tracing::warn!(node = %node, "node message dropped: {why}");
+                            continue;
+                        }
                         let (net, node) = (net.clone(), node.clone());
                         let _ = tokio::task::spawn_blocking(move || {
                             net.node_message(&node, session, m)

@@ -634,3 +634,106 @@ async fn a_restart_loses_no_job_in_any_state() {
     let _ = cb;
     r.stop().await;
 }
+
+/// Client-controlled sizes are bounded before anything is kept: a hello declaring more printers
+/// than a node may have, an over-long failure reason from a node (cut, the job still fails with
+/// it), a label or material name of a megabyte, and a message over the decoding limit.
+#[tokio::test]
+async fn oversized_fields_from_clients_and_nodes_are_refused_or_cut() {
+    use fabrouter_server::bounds;
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let creds = r.node_credentials("berlin").await;
+
+    // A hello of 1,001 printers: refused, naming the field.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let many: Vec<_> = (0..=bounds::MAX_PRINTERS_PER_NODE)
+        .map(|i| printer(&format!("p{i}"), BERLIN, pb::Technology::Fdm, 200.0))
+        .collect();
+    tx.send(pb::NodeMessage {
+        msg: Some(pb::node_message::Msg::Hello(pb::NodeHello {
+            agent_version: "test".into(),
+            printers: many,
+            held_jobs: vec![],
+        })),
+    })
+    .unwrap();
+    let mut client = NodeServiceClient::with_interceptor(r.channel.clone(), Bearer(creds.clone()));
+    let e = client
+        .node_session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("hello.printers has 1001 entries"),
+        "{}",
+        e.message()
+    );
+    assert!(r.state().store.list_printers().unwrap().is_empty());
+
+    // A node's failure reason of 1 MiB is kept cut to the bound.
+    let mut node = SimNode::connect(
+        &r,
+        &creds,
+        "berlin",
+        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
+        vec![],
+    )
+    .await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let mut jobs = r.jobs(&designer);
+    let job = submit_one(&mut jobs, &design, "k1").await;
+    let a = node.assignment().await;
+    node.result(&a.job, a.epoch, false, false, &"x".repeat(1 << 20));
+    let failed = wait_state(&mut jobs, &job.name, pb::JobState::Failed).await;
+    assert!(
+        failed.failure_reason.len() <= bounds::MAX_TEXT_BYTES
+            && failed.failure_reason.ends_with('…'),
+        "{} bytes",
+        failed.failure_reason.len()
+    );
+
+    // Requests: a label and a material of a megabyte, a message over the decoding limit.
+    let e = r
+        .admin()
+        .create_token(pb::CreateTokenRequest {
+            role: pb::Role::Designer as i32,
+            label: "l".repeat(1 << 20),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("label is 1048576 bytes"),
+        "{}",
+        e.message()
+    );
+    let mut s = spec(&design, BERLIN);
+    s.material = Some(pb::Material {
+        kind: "P".repeat(1 << 20),
+        colour: String::new(),
+    });
+    let e = jobs
+        .quote_job(pb::QuoteJobRequest {
+            spec: Some(s),
+            max_options: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("spec.material.kind is"),
+        "{}",
+        e.message()
+    );
+    let e = jobs
+        .cancel_job(pb::CancelJobRequest {
+            name: job.name.clone(),
+            reason: "r".repeat(bounds::MAX_MESSAGE_BYTES + 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
+    r.stop().await;
+}
