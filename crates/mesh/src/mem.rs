@@ -161,6 +161,7 @@ pub fn read_file(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Vec<
 }
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // madvise: the one system call here without a safe wrapper.
 fn advise_huge<T>(buf: &mut [T]) {
     const HUGE_PAGE: usize = 2 << 20;
     let bytes = std::mem::size_of_val(buf);

@@ -105,6 +105,7 @@ fn request(i: usize, rng: &mut StdRng) -> JobRequest {
 }
 
 /// CPU time consumed by this thread so far.
+#[allow(unsafe_code)] // clock_gettime for the thread CPU clock.
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,

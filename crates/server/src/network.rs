@@ -2,7 +2,7 @@
 //! dispatcher that turns routing decisions into assignments on node streams.
 //!
 //! One `Network` per router. Its state sits behind a synchronous mutex that is never held
-//! across an await; every job change goes through [`Network::commit`], which writes the job
+//! across an await; every job change goes through `Network::commit`, which writes the job
 //! and its new events to the store in one transaction before anyone (node or watcher) hears of
 //! it. Epochs fence assignments: each (re)assignment bumps the job's epoch, and a node may only
 //! report on the epoch it was given.
@@ -11,10 +11,10 @@
 //! submissions run beside each other and beside job changes; whoever writes it holds the
 //! registry mutex first (lock order: registry, then fleet).
 //!
-//! Memory holds only what routing and fencing need of an active job ([`ActiveJob`]); the full
+//! Memory holds only what routing and fencing need of an active job (`ActiveJob`); the full
 //! record is read from the store when a job changes or is shown.
 //!
-//! Durability is a group commit ([`Syncer`]): a change is written under the mutex, which is then
+//! Durability is a group commit (`Syncer`): a change is written under the mutex, which is then
 //! released, and the caller waits for the next log flush, which one thread runs for every write
 //! that arrived since the previous flush.
 

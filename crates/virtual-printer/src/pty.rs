@@ -34,6 +34,7 @@ pub struct Pty {
 
 impl Pty {
     /// Opens a raw-mode pseudo-terminal pair. Needs a tokio runtime.
+    #[allow(unsafe_code)] // registering a raw descriptor with tokio.
     pub fn open() -> Result<Self, PtyError> {
         let pair = nix::pty::openpty(None, None)?;
         // Raw mode: no echo, no line editing, no CR/LF translation, 8-bit clean.
