@@ -6,8 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,9 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::config::{NodeConfig, PrinterConfig, Technology};
+use crate::ctx::Ctx;
 use crate::held::{HeldJobs, HeldStatus};
 use crate::printer::{PrinterCmd, PrinterTask};
 use crate::session::{self, Session};
@@ -32,31 +31,6 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
 /// How long printer tasks get to stop their prints at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
-
-/// What the printer tasks share.
-pub struct Ctx {
-    /// Channel to the router (downloads).
-    pub channel: Channel,
-    /// `node:{id}:{secret}`.
-    pub bearer: String,
-    held: Mutex<HeldJobs>,
-    /// The slicer with its cache.
-    pub slicer: Slicer,
-    /// Downloaded designs by content hash.
-    pub designs_dir: PathBuf,
-    /// The built-in PrusaSlicer config, written to the state directory.
-    pub default_slicer_config: PathBuf,
-    /// Reports to the core.
-    pub to_core: mpsc::UnboundedSender<pb::node_message::Msg>,
-}
-
-impl Ctx {
-    /// The held jobs (the lock is never held across an await).
-    pub fn lock_held(&self) -> MutexGuard<'_, HeldJobs> {
-        // A panicked holder leaves the map consistent: every change is one insert or remove.
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// The printer as the router sees it.
 pub fn printer_spec(p: &PrinterConfig) -> pb::PrinterSpec {

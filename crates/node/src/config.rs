@@ -64,7 +64,7 @@ pub struct MaterialConfig {
     pub colour: String,
     /// Hot-end and bed temperatures to slice this material with, °C. Without them a printer
     /// on the node's built-in slicer profile uses typical figures for well-known kinds (see
-    /// `printer::material_temperatures`); a printer with its own `slicer_config` keeps that
+    /// `options::slicer_options`); a printer with its own `slicer_config` keeps that
     /// file's.
     #[serde(default)]
     pub hotend_c: Option<u32>,

@@ -16,10 +16,11 @@ use firmware_bridge::{
 };
 use tokio::sync::mpsc;
 
-use crate::agent::Ctx;
 use crate::config::PrinterConfig;
+use crate::ctx::Ctx;
 use crate::download::download_design;
 use crate::held::{HeldJob, HeldStatus};
+use crate::options::{JobInput, slicer_options};
 
 /// Wait between attempts to reach an offline printer.
 const RECONNECT_PRINTER: Duration = Duration::from_secs(2);
@@ -342,26 +343,15 @@ impl PrinterTask {
             .slicer_config
             .clone()
             .unwrap_or_else(|| ctx.default_slicer_config.clone());
-        let mut overrides = slicer_overrides(&cfg);
-        let own_config = cfg.slicer_config.is_some();
-        match material_temperatures(&cfg, a.material.as_ref(), own_config) {
-            Ok((hotend, bed)) => overrides.extend(temperature_overrides(hotend, bed)),
+        let options = match slicer_options(&cfg, JobInput::from(&a)) {
+            Ok(o) => o,
             // Another printer may be able to (a printer fault moves the job on).
-            Err(reason) => return Err(Ending::fault(reason)),
+            Err(e) => return Err(Ending::fault(e.to_string())),
+        };
+        if let Some(kind) = &options.untuned_material {
+            tracing::warn!(printer = %cfg.id, material = %kind, "no typical temperatures known for this material: set hotend_c and bed_c for it in the node's TOML");
         }
-        // The router found the part fits this printer only turned; slice it turned so.
-        if let Some(r) = a.rotation {
-            for (flag, deg) in [
-                ("--rotate-x", r.x_deg),
-                ("--rotate-y", r.y_deg),
-                ("--rotate", r.z_deg),
-            ] {
-                if deg.is_finite() && deg != 0.0 {
-                    overrides.extend([flag.to_string(), format!("{deg}")]);
-                }
-            }
-        }
-        match ctx.slicer.slice(&file, &sha, &config, &overrides).await {
+        match ctx.slicer.slice(&file, &sha, &config, &options.args).await {
             Ok(s) => {
                 tracing::info!(job = %a.job, origin = ?s.origin, gcode = %s.path.display(), "sliced");
                 Ok((s.path, true))
@@ -620,112 +610,6 @@ async fn check_gcode(file: &Path, cfg: &PrinterConfig) -> Result<(), Ending> {
     )))
 }
 
-/// PrusaSlicer options that make the G-code fit this printer's bed and firmware whatever the
-/// profile's config says (one profile is shared by printers of different sizes and firmware).
-fn slicer_overrides(cfg: &PrinterConfig) -> Vec<String> {
-    let [x, y, z] = cfg.build_volume_mm;
-    let mut options = Vec::new();
-    if PRUSASLICER_FLAVORS.contains(&cfg.firmware_flavor.as_str()) {
-        options.extend(["--gcode-flavor".to_string(), cfg.firmware_flavor.clone()]);
-    }
-    options.extend([
-        "--bed-shape".into(),
-        format!("0x0,{x}x0,{x}x{y},0x{y}"),
-        "--max-print-height".into(),
-        format!("{z}"),
-        "--center".into(),
-        format!("{},{}", x / 2.0, y / 2.0),
-    ]);
-    options
-}
-
-/// Typical hot-end and bed temperatures, °C, of well-known FDM materials (PrusaSlicer's
-/// generic filament profiles): the node's built-in slicer profile has none of its own.
-const TYPICAL_TEMPERATURES: &[(&[&str], u32, u32)] = &[
-    (&["PLA"], 215, 60),
-    (&["PETG", "PET-G", "PET"], 240, 85),
-    (&["ABS"], 255, 100),
-    (&["ASA"], 260, 105),
-    (&["TPU", "FLEX"], 230, 50),
-];
-
-/// The hot-end and bed temperatures to slice `material` with on this printer, each `None` to
-/// keep the profile's: the operator's for that material where given; else, on the built-in
-/// profile (`own_config` false), the typical ones for its kind. An error when a typical figure
-/// is above what the printer may be asked for.
-fn material_temperatures(
-    cfg: &PrinterConfig,
-    material: Option<&pb::Material>,
-    own_config: bool,
-) -> Result<(Option<u32>, Option<u32>), String> {
-    let Some(m) = material.filter(|m| !m.kind.trim().is_empty()) else {
-        return Ok((None, None));
-    };
-    let kind = m.kind.trim();
-    let declared = cfg
-        .materials
-        .iter()
-        .filter(|c| c.kind.trim().eq_ignore_ascii_case(kind))
-        .find(|c| {
-            c.colour.is_empty() || m.colour.is_empty() || c.colour.eq_ignore_ascii_case(&m.colour)
-        });
-    let (mut hotend, mut bed) = (
-        declared.and_then(|c| c.hotend_c),
-        declared.and_then(|c| c.bed_c),
-    );
-    if own_config || (hotend.is_some() && bed.is_some()) {
-        return Ok((hotend, bed));
-    }
-    let Some(&(_, typical_hotend, typical_bed)) = TYPICAL_TEMPERATURES
-        .iter()
-        .find(|(names, _, _)| names.iter().any(|n| n.eq_ignore_ascii_case(kind)))
-    else {
-        tracing::warn!(printer = %cfg.id, material = %kind, "no typical temperatures known for this material: set hotend_c and bed_c for it in the node's TOML");
-        return Ok((hotend, bed));
-    };
-    let too_hot = (hotend.is_none() && f64::from(typical_hotend) > cfg.max_hotend_c)
-        || (bed.is_none() && f64::from(typical_bed) > cfg.max_bed_c);
-    if too_hot {
-        return Err(format!(
-            "{kind} prints at about {typical_hotend} °C (bed {typical_bed} °C), above this printer's limits ({} °C, bed {} °C); set hotend_c and bed_c for it in the node's TOML if it can print it",
-            cfg.max_hotend_c, cfg.max_bed_c
-        ));
-    }
-    hotend.get_or_insert(typical_hotend);
-    bed.get_or_insert(typical_bed);
-    Ok((hotend, bed))
-}
-
-/// PrusaSlicer options for these temperatures, first layer included.
-fn temperature_overrides(hotend_c: Option<u32>, bed_c: Option<u32>) -> Vec<String> {
-    [
-        ("--temperature", hotend_c),
-        ("--first-layer-temperature", hotend_c),
-        ("--bed-temperature", bed_c),
-        ("--first-layer-bed-temperature", bed_c),
-    ]
-    .into_iter()
-    .filter_map(|(flag, c)| c.map(|c| [flag.to_string(), c.to_string()]))
-    .flatten()
-    .collect()
-}
-
-/// The `gcode_flavor` values PrusaSlicer knows; another flavour keeps the profile's own.
-const PRUSASLICER_FLAVORS: &[&str] = &[
-    "reprap",
-    "reprapfirmware",
-    "repetier",
-    "teacup",
-    "makerware",
-    "marlin",
-    "marlin2",
-    "klipper",
-    "sailfish",
-    "mach3",
-    "machinekit",
-    "smoothie",
-];
-
 /// Waits for the link's next event; pends forever without a link.
 async fn next_event(link: &mut Option<Link>) -> Option<Event> {
     match link {
@@ -756,103 +640,5 @@ impl JobView {
 
     fn phase(&self) -> &'static str {
         if self.heating { "heating" } else { "printing" }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::NodeConfig;
-
-    fn printer(materials: &str, own_config: bool) -> PrinterConfig {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("own.ini"), "").unwrap();
-        let mut toml = crate::config::tests::GOOD.replace(
-            r#"materials = [{ kind = "PLA", colour = "black" }]"#,
-            &format!("materials = {materials}"),
-        );
-        // Keys of the printer's table, which comes last.
-        toml.push_str("max_hotend_c = 250\n");
-        if own_config {
-            toml.push_str("slicer_config = \"own.ini\"\n");
-        }
-        NodeConfig::from_toml_str(&toml, dir.path())
-            .unwrap()
-            .printers
-            .remove(0)
-    }
-
-    fn material(kind: &str, colour: &str) -> pb::Material {
-        pb::Material {
-            kind: kind.into(),
-            colour: colour.into(),
-        }
-    }
-
-    #[test]
-    fn each_material_is_sliced_at_its_own_temperatures() {
-        let two = r#"[{ kind = "PLA" }, { kind = "PETG", colour = "red" }]"#;
-        let p = printer(two, false);
-        let t = |kind: &str, colour: &str| {
-            material_temperatures(&p, Some(&material(kind, colour)), false)
-        };
-        assert_eq!(t("PLA", "black"), Ok((Some(215), Some(60))));
-        assert_eq!(t("petg", "red"), Ok((Some(240), Some(85))));
-        // Not a kind the node knows: the profile's own.
-        assert_eq!(t("PEEK", ""), Ok((None, None)));
-        assert_eq!(material_temperatures(&p, None, false), Ok((None, None)));
-        // Typical ABS wants 255 °C, above this printer's max_hotend_c (250).
-        let e = t("ABS", "").unwrap_err();
-        assert!(e.contains("ABS prints at about 255 °C"), "{e}");
-
-        // The operator's figures win, one by one, also over their own slicer config.
-        let declared =
-            r#"[{ kind = "PETG", hotend_c = 235 }, { kind = "ABS", hotend_c = 245, bed_c = 95 }]"#;
-        let p = printer(declared, false);
-        let t = |kind: &str| material_temperatures(&p, Some(&material(kind, "")), false);
-        assert_eq!(t("PETG"), Ok((Some(235), Some(85))));
-        assert_eq!(t("ABS"), Ok((Some(245), Some(95))));
-        let own = printer(declared, true);
-        let t = |kind: &str| material_temperatures(&own, Some(&material(kind, "")), true);
-        assert_eq!(t("PETG"), Ok((Some(235), None)));
-        assert_eq!(t("PLA"), Ok((None, None)));
-
-        assert_eq!(
-            temperature_overrides(Some(240), None),
-            ["--temperature", "240", "--first-layer-temperature", "240"]
-        );
-    }
-
-    #[tokio::test]
-    #[cfg_attr(
-        missing_prusa_slicer,
-        ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
-    )]
-    async fn prusaslicer_writes_the_materials_temperatures() {
-        fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prusaslicer-b.ini");
-        std::fs::write(&config, crate::slicer::DEFAULT_CONFIG).unwrap();
-        let model = crate::slicer::tests::cube_stl();
-        let p = printer(r#"[{ kind = "PETG" }]"#, false);
-        let mut overrides = slicer_overrides(&p);
-        let (hotend, bed) = material_temperatures(&p, Some(&material("PETG", "")), false).unwrap();
-        overrides.extend(temperature_overrides(hotend, bed));
-        let slicer = crate::slicer::Slicer::new(
-            "prusa-slicer",
-            Duration::from_secs(120),
-            &dir.path().join("c"),
-        );
-        let sliced = slicer
-            .slice(&model, "cube", &config, &overrides)
-            .await
-            .unwrap();
-        let text = std::fs::read_to_string(sliced.path).unwrap();
-        let sets = |code: &str| text.lines().any(|l| l.starts_with(code));
-        assert!(
-            sets("M104 S240") || sets("M109 S240"),
-            "hot end not at 240 °C"
-        );
-        assert!(sets("M140 S85") || sets("M190 S85"), "bed not at 85 °C");
     }
 }
