@@ -5,8 +5,8 @@
 //! jobs of one design at once share one slice; a slicer crash is the node's (the job moves on)
 //! while a model PrusaSlicer refuses fails the job with its error.
 //!
-//! Tests that slice need `prusa-slicer` on PATH; without it they print a loud SKIPPING line
-//! and return (CI installs it).
+//! Tests that slice need `prusa-slicer` on PATH; where the build found it missing they are
+//! listed as ignored with the reason, and under `CI=true` they run and fail (CI installs it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
