@@ -149,6 +149,9 @@ enum Link {
     Detecting {
         next_hello: Instant,
         give_up: Instant,
+        /// `M110 N0` went out since the (re)start: only an `ok` after it answers the
+        /// handshake; an earlier one is left over from before and numbering would not be reset.
+        greeted: bool,
     },
     Capabilities {
         give_up: Instant,
@@ -260,6 +263,7 @@ where
             link: Link::Detecting {
                 next_hello: now,
                 give_up: now + cfg.detect_timeout,
+                greeted: false,
             },
             cfg,
             events,
@@ -714,6 +718,7 @@ where
             Link::Detecting {
                 next_hello,
                 give_up,
+                ..
             } => {
                 deadline = deadline.min(*next_hello).min(*give_up);
             }
@@ -763,6 +768,7 @@ where
             Link::Detecting {
                 next_hello,
                 give_up,
+                ..
             } => {
                 if now >= give_up {
                     let err = BridgeError::NotDetected(self.cfg.detect_timeout);
@@ -775,6 +781,7 @@ where
                     self.link = Link::Detecting {
                         next_hello: now + self.cfg.hello_interval,
                         give_up,
+                        greeted: true,
                     };
                 }
             }
@@ -1033,6 +1040,7 @@ where
         self.link = Link::Detecting {
             next_hello: now,
             give_up: now + self.cfg.detect_timeout,
+            greeted: false,
         };
         self.set_state(PrinterState::Connecting);
     }
@@ -1085,7 +1093,14 @@ where
                 });
                 if class == ErrorClass::Fatal {
                     self.fail_job(&format!("firmware error: {message}"));
-                    self.halt();
+                    // During the handshake its own timeouts decide: halted, `connect` would wait
+                    // for a reset that may never come.
+                    if !matches!(
+                        self.link,
+                        Link::Detecting { .. } | Link::Capabilities { .. }
+                    ) {
+                        self.halt();
+                    }
                 }
                 // "No Line Number with checksum" (rule 10, `acts_as_ok`) awaits no resend: the
                 // `ok` that follows it acknowledges the mangled line like any other.
@@ -1176,6 +1191,8 @@ where
         with_temperatures: bool,
     ) -> Result<(), BridgeError> {
         match self.link {
+            // Not an answer to a greeting: nothing is known about the firmware's numbering yet.
+            Link::Detecting { greeted: false, .. } => return Ok(()),
             Link::Detecting { .. } => {
                 // The handshake was answered; M110 N0 set the firmware's last line to 0.
                 self.next_line = 1;
@@ -1290,10 +1307,11 @@ where
     fn on_start(&mut self) {
         match self.link {
             Link::Detecting { give_up, .. } => {
-                // Booted: greet at once.
+                // Booted: greet at once (an earlier greeting was lost with the reset).
                 self.link = Link::Detecting {
                     next_hello: Instant::now(),
                     give_up,
+                    greeted: false,
                 };
             }
             Link::Capabilities { .. } => {

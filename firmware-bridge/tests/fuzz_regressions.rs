@@ -64,3 +64,125 @@ async fn commands_that_cannot_be_one_line_are_refused() {
     }
     handle.command("M117 fine ; comment*").await.unwrap();
 }
+
+/// A Marlin that answers correctly, after `stale` left-over `ok`s already waiting on the link;
+/// returns whether a numbered line ever came before the first `M110`.
+async fn numbering_printer(io: tokio::io::DuplexStream, stale: &str) -> bool {
+    let (read, mut write) = tokio::io::split(io);
+    write.write_all(stale.as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(read).lines();
+    let mut last = None::<u64>;
+    let mut out_of_order = false;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let reply = if line == "M115" {
+            "FIRMWARE_NAME:Test\nok\n".to_string()
+        } else if let Some(k) = line.strip_prefix("M110 N") {
+            last = k.parse().ok();
+            "ok\n".to_string()
+        } else if let Some(rest) = line.strip_prefix('N') {
+            let n: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+            match last {
+                Some(l) if n == l + 1 => {
+                    last = Some(n);
+                    "ok\n".to_string()
+                }
+                _ => {
+                    out_of_order = true;
+                    let l = last.unwrap_or(0);
+                    format!(
+                        "Error:Line Number is not Last Line Number+1, Last Line: {l}\nResend: {}\nok\n",
+                        l + 1
+                    )
+                }
+            }
+        } else if line.starts_with("M105") {
+            "ok T:20.0 /0.0 B:20.0 /0.0 @:0 B@:0\n".to_string()
+        } else {
+            "ok\n".to_string()
+        };
+        if write.write_all(reply.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    out_of_order
+}
+
+/// fuzz target `session`: an `ok` already on the link when the session started (or right after
+/// a reset) was taken as the answer to the `M110 N0` greeting before the greeting was sent, so
+/// numbered lines went out without the firmware's numbering reset. The race is decided by
+/// `select!`, so the scenario runs often enough to hit it.
+#[tokio::test]
+async fn an_ok_before_the_greeting_does_not_complete_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.gcode");
+    std::fs::write(&path, "G28\nG1 X1\nG1 X2\n").unwrap();
+    for round in 0..20 {
+        let (host, printer) = tokio::io::duplex(4096);
+        let fw = tokio::spawn(numbering_printer(printer, "ok\nok\n"));
+        let config = BridgeConfig {
+            detect_timeout: Duration::from_secs(5),
+            hello_interval: Duration::from_millis(50),
+            capability_timeout: Duration::from_millis(200),
+            ..BridgeConfig::default()
+        };
+        let (handle, mut events) = timeout(Duration::from_secs(10), connect(host, config))
+            .await
+            .unwrap()
+            .unwrap();
+        handle
+            .start(GcodeJob::open(&path).await.unwrap())
+            .await
+            .unwrap();
+        let finished = timeout(Duration::from_secs(10), async {
+            while let Some(e) = events.recv().await {
+                if let firmware_bridge::Event::Finished { outcome, .. } = e {
+                    return outcome;
+                }
+            }
+            panic!("events ended");
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            finished,
+            firmware_bridge::Outcome::Completed,
+            "round {round}"
+        );
+        handle.disconnect().await.unwrap();
+        drop(events);
+        assert!(
+            !fw.await.unwrap(),
+            "round {round}: a numbered line came before M110"
+        );
+    }
+}
+
+/// fuzz target `session`: a fatal error line during the handshake (a halted Marlin repeats
+/// `Error:Printer halted. kill() called!`) halted the link before `connect` had an answer, and
+/// `connect` then waited forever for a reset. Now the handshake's own timeout ends it.
+#[tokio::test]
+async fn a_fatal_error_during_the_handshake_does_not_hang_connect() {
+    let (host, printer) = tokio::io::duplex(4096);
+    tokio::spawn(async move {
+        let (read, mut write) = tokio::io::split(printer);
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(_)) = lines.next_line().await {
+            let halted = b"Error:Printer halted. kill() called!\n";
+            if write.write_all(halted).await.is_err() {
+                break;
+            }
+        }
+    });
+    let config = BridgeConfig {
+        detect_timeout: Duration::from_millis(300),
+        hello_interval: Duration::from_millis(50),
+        ..BridgeConfig::default()
+    };
+    let result = timeout(Duration::from_secs(10), connect(host, config))
+        .await
+        .expect("connect must end");
+    assert!(
+        matches!(result, Err(BridgeError::NotDetected(_))),
+        "{result:?}"
+    );
+}
