@@ -102,7 +102,7 @@ fn cube_stl() -> Vec<u8> {
 }
 
 fn build() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = fabrouter_fuzz::scratch_dir().expect("temp dir");
     let nodes = vec![
         (
             "berlin".to_string(),

@@ -272,15 +272,11 @@ impl World<'_> {
                     Some(R::Assignment(a)) => {
                         n.held.insert(a.job, (a.epoch, a.printer_id));
                     }
-                    Some(R::Cancel(c)) => {
-                        if n.held.get(&c.job).is_some_and(|h| h.0 == c.epoch) {
-                            n.held.remove(&c.job);
-                        }
+                    Some(R::Cancel(c)) if n.held.get(&c.job).is_some_and(|h| h.0 == c.epoch) => {
+                        n.held.remove(&c.job);
                     }
-                    Some(R::Fenced(f)) => {
-                        if n.held.get(&f.job).is_some_and(|h| h.0 <= f.epoch) {
-                            n.held.remove(&f.job);
-                        }
+                    Some(R::Fenced(f)) if n.held.get(&f.job).is_some_and(|h| h.0 <= f.epoch) => {
+                        n.held.remove(&f.job);
                     }
                     _ => {}
                 }
@@ -401,7 +397,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn run(input: &Input) {
     let fx = fixture::get();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = fabrouter_fuzz::scratch_dir().expect("temp dir");
     copy_dir(fx.dir.path(), dir.path());
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).expect("open copy"));
     let mut config = Config::embedded(dir.path());

@@ -59,7 +59,7 @@ fn config() -> BridgeConfig {
 
 fn job_dir() -> &'static tempfile::TempDir {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+    DIR.get_or_init(|| fabrouter_fuzz::scratch_dir().expect("temp dir"))
 }
 
 /// The order checker, fed every host line and every resend request the printer sent.
@@ -239,14 +239,13 @@ async fn run(text: &str) {
         // Pick up the connection once the handshake is through, and start the job at once.
         if connecting.as_ref().is_some_and(|c| c.is_finished())
             && let Some(c) = connecting.take()
+            && let Ok((h, ev)) = c.await.expect("connect task")
         {
-            if let Ok((h, ev)) = c.await.expect("connect task") {
-                if let Ok(job) = GcodeJob::open(&path).await {
-                    call(&Some(h.clone()), "start", async |h| h.start(job).await).await;
-                }
-                handle = Some(h);
-                events = Some(ev);
+            if let Ok(job) = GcodeJob::open(&path).await {
+                call(&Some(h.clone()), "start", async |h| h.start(job).await).await;
             }
+            handle = Some(h);
+            events = Some(ev);
         }
         if let Some(ev) = events.as_mut() {
             while ev.try_recv().is_ok() {}

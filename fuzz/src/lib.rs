@@ -47,3 +47,16 @@ pub fn chunked<'a>(data: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
     }
     out
 }
+
+/// A temporary directory in memory when the machine has one (`/dev/shm`): the network target
+/// copies and opens a sled store per input, and the session target writes its job file; on a
+/// disk, the store's fsyncs would dominate each run.
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new().prefix("fabfuzz").tempdir_in(shm)
+    {
+        return Ok(dir);
+    }
+    tempfile::tempdir()
+}
