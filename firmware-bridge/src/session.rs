@@ -706,6 +706,12 @@ where
             });
             // Nothing of the job may follow: drop queued and resend-pending lines.
             self.control_queue.clear();
+            if self.cursor < self.next_line {
+                // The firmware still waits for line `cursor`: skipping it puts the next line out
+                // of order, and its resend request would replay this job from the history.
+                self.history.clear();
+                self.renumber = true;
+            }
             self.cursor = self.next_line;
             self.finish_job(Outcome::Failed, Some(reason.to_string()));
         }

@@ -186,3 +186,108 @@ async fn a_fatal_error_during_the_handshake_does_not_hang_connect() {
         "{result:?}"
     );
 }
+
+/// fuzz target `session`: a job that failed while a resend was pending (the printer asked for a
+/// line, then fell silent until the reply timeouts gave up) moved the line cursor past the lines
+/// the firmware still waited for. The next numbered line was then out of order, and the
+/// firmware's resend request for the skipped number replayed the failed job's lines from the
+/// history into what came next. Now the numbering is reset (M110) first.
+#[tokio::test]
+async fn a_job_failed_during_a_resend_does_not_leave_numbering_out_of_step() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let silent = Arc::new(AtomicBool::new(false));
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (host, printer) = tokio::io::duplex(4096);
+    let fw_silent = silent.clone();
+    let fw = tokio::spawn(async move {
+        let (read, mut write) = tokio::io::split(printer);
+        let mut lines = BufReader::new(read).lines();
+        let mut last = 0u64;
+        let mut out_of_order = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = seen_tx.send(line.clone());
+            if fw_silent.load(Ordering::SeqCst) {
+                continue;
+            }
+            let reply = if line == "M115" {
+                "FIRMWARE_NAME:Test\nok\n".to_string()
+            } else if let Some(k) = line.strip_prefix("M110 N") {
+                last = k.parse().unwrap();
+                "ok\n".to_string()
+            } else if let Some(rest) = line.strip_prefix('N') {
+                let n: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+                if n == 2 && last == 1 && out_of_order.is_empty() && !line.contains("M117") {
+                    // Line 2 arrives garbled; the request goes out, then the link goes quiet
+                    // before its `ok`.
+                    fw_silent.store(true, Ordering::SeqCst);
+                    "Error:checksum mismatch, Last Line: 1\nResend: 2\n".to_string()
+                } else if n == last + 1 {
+                    last = n;
+                    "ok\n".to_string()
+                } else {
+                    out_of_order.push(line.clone());
+                    format!(
+                        "Error:Line Number is not Last Line Number+1, Last Line: {last}\nResend: {}\nok\n",
+                        last + 1
+                    )
+                }
+            } else {
+                "ok T:20.0 /0.0 B:20.0 /0.0 @:0 B@:0\n".to_string()
+            };
+            if write.write_all(reply.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        out_of_order
+    });
+    let config = BridgeConfig {
+        reply_timeout: Duration::from_millis(100),
+        max_consecutive_timeouts: 1,
+        // Longer than the timeouts: the job fails while the resend is still pending.
+        resend_ok_grace: Duration::from_secs(2),
+        capability_timeout: Duration::from_millis(200),
+        ..BridgeConfig::default()
+    };
+    let (handle, mut events) = timeout(Duration::from_secs(10), connect(host, config))
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.gcode");
+    std::fs::write(&path, "G1 X1\nG1 X2\nG1 X3\n").unwrap();
+    handle
+        .start(GcodeJob::open(&path).await.unwrap())
+        .await
+        .unwrap();
+    let outcome = timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.recv().await {
+            if let firmware_bridge::Event::Finished { outcome, .. } = e {
+                return outcome;
+            }
+        }
+        panic!("events ended");
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome, firmware_bridge::Outcome::Failed);
+    // The printer is back; the next command must fit its numbering.
+    silent.store(false, Ordering::SeqCst);
+    handle.command("M117 after").await.unwrap();
+    timeout(Duration::from_secs(10), async {
+        while let Some(line) = seen.recv().await {
+            if line.contains("M117 after") {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // Whatever the firmware asks for now, give it time to go wrong.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.disconnect().await.unwrap();
+    drop(events);
+    let out_of_order = fw.await.unwrap();
+    assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
+}
