@@ -75,8 +75,17 @@ struct Checker {
     last_numbered: u64,
 }
 
+/// `FUZZ_TRACE=1` prints the exchange, to read a reproducer.
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some())
+}
+
 impl Checker {
     fn host_line(&mut self, line: &str) {
+        if trace() {
+            eprintln!("{:>10?} >> {line:?}", tokio::time::Instant::now());
+        }
         assert!(
             !line.contains('\r') && !line.contains('\0'),
             "host sent a line the firmware would split or cut: {line:?}"
@@ -121,6 +130,9 @@ impl Checker {
     }
 
     fn printer_line(&mut self, line: &str) {
+        if trace() {
+            eprintln!("{:>10?} << {line:?}", tokio::time::Instant::now());
+        }
         if let Reply::Resend(n) = parse_reply(line) {
             self.requested.insert(n);
         }
