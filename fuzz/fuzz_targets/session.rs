@@ -75,17 +75,19 @@ struct Checker {
     last_numbered: u64,
 }
 
-/// `FUZZ_TRACE=1` prints the exchange, to read a reproducer.
-fn trace() -> bool {
-    static TRACE: OnceLock<bool> = OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some())
+/// `FUZZ_TRACE=1` prints the exchange with virtual milliseconds, to read a reproducer.
+fn trace(dir: &str, line: &str) {
+    static START: OnceLock<Option<tokio::time::Instant>> = OnceLock::new();
+    let start =
+        START.get_or_init(|| std::env::var_os("FUZZ_TRACE").map(|_| tokio::time::Instant::now()));
+    if let Some(start) = start {
+        eprintln!("{:>8} {dir} {line:?}", start.elapsed().as_millis());
+    }
 }
 
 impl Checker {
     fn host_line(&mut self, line: &str) {
-        if trace() {
-            eprintln!("{:>10?} >> {line:?}", tokio::time::Instant::now());
-        }
+        trace(">>", line);
         assert!(
             !line.contains('\r') && !line.contains('\0'),
             "host sent a line the firmware would split or cut: {line:?}"
@@ -130,9 +132,7 @@ impl Checker {
     }
 
     fn printer_line(&mut self, line: &str) {
-        if trace() {
-            eprintln!("{:>10?} << {line:?}", tokio::time::Instant::now());
-        }
+        trace("<<", line);
         if let Reply::Resend(n) = parse_reply(line) {
             self.requested.insert(n);
         }

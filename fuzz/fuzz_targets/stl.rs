@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         Limits {
             max_bytes: 64 + u64::from(flags >> 4) * 64,
             max_triangles: u64::from((flags >> 1) & 7),
-            ..Limits::default()
+            max_line_bytes: 8 + u64::from(flags >> 2) * 4,
         }
     };
     // Mostly the honest size; sometimes one byte more or less than arrives.
@@ -70,6 +70,13 @@ fuzz_target!(|data: &[u8]| {
                 StlFormat::Ascii => assert!(summary.triangles >= n, "{} < {n}", summary.triangles),
             }
         }
+        (Ok(_), Err(ParseError::LineTooLong { .. })) if file.len() < 84 => {
+            // Known, reported: a file shorter than the 84-byte binary prefix never reaches the
+            // scanner's line measure (only its `endfacet` count is taken at `finish`).
+        }
+        (Ok(_), Err(e @ ParseError::LineTooLong { .. })) => {
+            panic!("the scanner passed a line the parser refuses: {e}")
+        }
         (Ok(summary), Err(e)) => {
             // A file the scanner passed may still be malformed, but a binary one by the length
             // rule, within the limits, has nothing left that could be wrong but an empty body.
@@ -82,6 +89,9 @@ fuzz_target!(|data: &[u8]| {
                     "binary upload passed the scanner but parse failed: {e}"
                 );
             }
+        }
+        (Err(e @ ScanError::LineTooLong { .. }), Ok(_)) => {
+            panic!("the scanner refused a line the parser reads: {e}")
         }
         (Err(_), Ok(_)) if solid_beyond_prefix(file) => {
             // Known, reported: the scanner decides the format from the first 84 bytes, the
