@@ -36,6 +36,10 @@ pub struct UploadScanner {
     /// ASCII only: the line being read (1-based) and its length so far.
     line: u64,
     line_bytes: u64,
+    /// Set while the first word is still to come: the first 84 bytes held only blanks (where a
+    /// binary header would be) and maybe the start of `solid`. Holds that word so far, at most
+    /// 6 bytes, so the format is decided as the parser decides it, on the whole first word.
+    word: Option<Vec<u8>>,
 }
 
 impl UploadScanner {
@@ -58,6 +62,7 @@ impl UploadScanner {
             endfacets: 0,
             line: 1,
             line_bytes: 0,
+            word: None,
         })
     }
 
@@ -85,8 +90,10 @@ impl UploadScanner {
                 // The prefix may itself contain `endfacet` text in an ASCII file.
                 let prefix = std::mem::take(&mut self.prefix);
                 if self.format == Some(StlFormat::Ascii) {
+                    let rest = &chunk[want.min(chunk.len())..];
                     self.read_ascii(&prefix)?;
-                    self.read_ascii(&chunk[want.min(chunk.len())..])?;
+                    self.read_ascii(rest)?;
+                    self.watch_word(rest)?;
                 }
                 return Ok(());
             }
@@ -94,8 +101,40 @@ impl UploadScanner {
         }
         if self.format == Some(StlFormat::Ascii) {
             self.read_ascii(chunk)?;
+            self.watch_word(chunk)?;
         }
         Ok(())
+    }
+
+    /// While the first word is still to come, follows it; refuses the upload as soon as it
+    /// cannot be `solid` (the parser would not read it as ASCII either).
+    fn watch_word(&mut self, bytes: &[u8]) -> Result<(), ScanError> {
+        let Some(word) = &mut self.word else {
+            return Ok(());
+        };
+        for &b in bytes {
+            if word.len() == 6 {
+                break;
+            }
+            if word.is_empty() && b.is_ascii_whitespace() {
+                continue;
+            }
+            word.push(b);
+        }
+        match solid_word(word) {
+            Some(true) => self.word = None,
+            Some(false) => return Err(self.not_solid()),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn not_solid(&self) -> ScanError {
+        ScanError::SizeMismatch {
+            declared_size: self.declared_size,
+            declared_triangles: self.declared_triangles,
+            needed_bytes: BINARY_PREFIX + BINARY_FACET * self.declared_triangles,
+        }
     }
 
     fn decide(&mut self) -> Result<(), ScanError> {
@@ -112,6 +151,10 @@ impl UploadScanner {
             self.declared_triangles = count;
         } else if starts_with_solid(&self.prefix) {
             self.format = Some(StlFormat::Ascii);
+        } else if let Some(word) = partial_solid(&self.prefix) {
+            self.format = Some(StlFormat::Ascii);
+            self.declared_triangles = count;
+            self.word = Some(word);
         } else {
             return Err(ScanError::SizeMismatch {
                 declared_size: self.declared_size,
@@ -163,6 +206,12 @@ impl UploadScanner {
                 declared: self.declared_size,
             });
         }
+        if let Some(word) = &self.word {
+            // The file ended inside or before its first word: only a bare `solid` is ASCII.
+            if solid_word(word) != Some(true) && !word.eq_ignore_ascii_case(b"solid") {
+                return Err(self.not_solid());
+            }
+        }
         let format = match self.format {
             Some(f) => f,
             // Shorter than a binary header: only an ASCII file can be that small.
@@ -183,6 +232,28 @@ impl UploadScanner {
             triangles,
         })
     }
+}
+
+/// The first word of a prefix that holds only blanks (after an optional UTF-8 BOM) and then
+/// nothing or the start of `solid`: the file may still be ASCII, decided by what follows.
+fn partial_solid(prefix: &[u8]) -> Option<Vec<u8>> {
+    let prefix = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    let start = prefix
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(prefix.len());
+    let word = &prefix[start..];
+    (word.len() <= 5 && b"solid"[..word.len()].eq_ignore_ascii_case(word)).then(|| word.to_vec())
+}
+
+/// Whether a first word read so far is `solid` followed by a blank: `None` while it could
+/// still become one.
+fn solid_word(word: &[u8]) -> Option<bool> {
+    let n = word.len().min(5);
+    if !b"solid"[..n].eq_ignore_ascii_case(&word[..n]) {
+        return Some(false);
+    }
+    (word.len() == 6).then(|| word[5].is_ascii_whitespace())
 }
 
 /// `endfacet` occurrences in a short undecided prefix (files under 84 bytes).
@@ -313,6 +384,49 @@ mod tests {
         let mut s = UploadScanner::new(data.len() as u64, limits).unwrap();
         feed_all(&mut s, &data, 50).unwrap();
         s.finish().unwrap();
+    }
+
+    /// The parser finds `solid` after any number of blanks; so must the scanner, although
+    /// blanks fill the 84 bytes where it would otherwise decide (found by the stl fuzz target).
+    #[test]
+    fn ascii_after_more_than_84_blanks_is_read_as_the_parser_reads_it() {
+        let facet = "facet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\nendloop\nendfacet\n";
+        for (lead, chunk) in [
+            (" ".repeat(100), 7),
+            ("\n".repeat(300), 1000),
+            (" ".repeat(79), 3),
+        ] {
+            let text = format!("{lead}solid x\n{facet}endsolid x\n");
+            let mut s = UploadScanner::new(text.len() as u64, Limits::default()).unwrap();
+            feed_all(&mut s, text.as_bytes(), chunk).unwrap();
+            let sum = s.finish().unwrap();
+            assert_eq!(
+                (sum.format, sum.triangles),
+                (StlFormat::Ascii, 1),
+                "{lead:?}"
+            );
+            let mesh = crate::parse_stl(text.as_bytes(), &Limits::default()).unwrap();
+            assert_eq!(mesh.triangles.len(), 1);
+        }
+        for text in [
+            format!("{}solidity\n", " ".repeat(90)),
+            format!("{}facet\n", " ".repeat(90)),
+            format!("{}sol", " ".repeat(90)),
+            " ".repeat(200),
+        ] {
+            let mut s = UploadScanner::new(text.len() as u64, Limits::default()).unwrap();
+            let err = feed_all(&mut s, text.as_bytes(), 5).and_then(|()| s.finish().map(|_| ()));
+            assert!(
+                matches!(err, Err(ScanError::SizeMismatch { .. })),
+                "{text:?}: {err:?}"
+            );
+            assert!(crate::parse_stl(text.as_bytes(), &Limits::default()).is_err());
+        }
+        // A bare `solid` at the end is as the parser has it: ASCII (with no triangles).
+        let text = format!("{}solid", " ".repeat(90));
+        let mut s = UploadScanner::new(text.len() as u64, Limits::default()).unwrap();
+        feed_all(&mut s, text.as_bytes(), 4).unwrap();
+        assert_eq!(s.finish().unwrap().format, StlFormat::Ascii);
     }
 
     #[test]
