@@ -293,7 +293,7 @@ fn shown(tok: &[u8]) -> String {
 
 /// The first line longer than `max` bytes (1-based), counted as [`crate::UploadScanner`]
 /// counts them, so a file the upload accepted is never refused here and the reverse.
-fn long_line(bytes: &[u8], max: u64) -> Option<u64> {
+pub(crate) fn long_line(bytes: &[u8], max: u64) -> Option<u64> {
     let (mut line, mut len) = (1u64, 0u64);
     for &b in bytes {
         match b {

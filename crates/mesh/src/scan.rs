@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ScanError;
-use crate::parse::{binary_count, starts_with_solid};
+use crate::parse::{binary_count, long_line, starts_with_solid};
 use crate::{Limits, StlFormat};
 
 const BINARY_PREFIX: u64 = 84;
@@ -214,8 +214,17 @@ impl UploadScanner {
         }
         let format = match self.format {
             Some(f) => f,
-            // Shorter than a binary header: only an ASCII file can be that small.
-            None if starts_with_solid(&self.prefix) => StlFormat::Ascii,
+            // Shorter than a binary header: only an ASCII file can be that small, and its lines
+            // were never measured while it streamed.
+            None if starts_with_solid(&self.prefix) => {
+                if let Some(line) = long_line(&self.prefix, self.limits.max_line_bytes) {
+                    return Err(ScanError::LineTooLong {
+                        line,
+                        limit: self.limits.max_line_bytes,
+                    });
+                }
+                StlFormat::Ascii
+            }
             None => {
                 return Err(ScanError::TooShort {
                     bytes: self.received,
@@ -422,6 +431,22 @@ mod tests {
             );
             assert!(crate::parse_stl(text.as_bytes(), &Limits::default()).is_err());
         }
+        // A file shorter than a binary header has its lines measured too.
+        let limits = Limits {
+            max_line_bytes: 8,
+            ..Limits::default()
+        };
+        let text = "solid x\nfacet normal 0 0 1 outer\n";
+        let mut s = UploadScanner::new(text.len() as u64, limits).unwrap();
+        feed_all(&mut s, text.as_bytes(), 3).unwrap();
+        assert_eq!(
+            s.finish(),
+            Err(ScanError::LineTooLong { line: 2, limit: 8 })
+        );
+        assert!(matches!(
+            crate::parse_stl(text.as_bytes(), &limits),
+            Err(crate::ParseError::LineTooLong { line: 2, .. })
+        ));
         // A bare `solid` at the end is as the parser has it: ASCII (with no triangles).
         let text = format!("{}solid", " ".repeat(90));
         let mut s = UploadScanner::new(text.len() as u64, Limits::default()).unwrap();
