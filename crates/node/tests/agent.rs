@@ -8,31 +8,19 @@
 //! Tests that slice need `prusa-slicer` on PATH; where the build found it missing they are
 //! listed as ignored with the reason, and under `CI=true` they run and fail (CI installs it).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fabrouter_api::v1 as pb;
-use fabrouter_api::v1::admin_service_client::AdminServiceClient;
-use fabrouter_api::v1::design_service_client::DesignServiceClient;
-use fabrouter_api::v1::job_service_client::JobServiceClient;
-use fabrouter_api::v1::node_service_client::NodeServiceClient;
 use fabrouter_node::config::{Location, MaterialConfig, Price, PrinterConfig, Technology};
-use fabrouter_node::session::Bearer;
 use fabrouter_node::{NodeConfig, run_agent};
-use fabrouter_server::config::Config;
 use fabrouter_server::network::NetworkConfig;
-use fabrouter_server::{Running, start};
+use fabrouter_testkit::Tool;
+use fabrouter_testkit::router::{BERLIN, HAMBURG, Router, submit_one, wait_state_within};
 use tokio::sync::oneshot;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use virtual_printer::{Fault, PrinterConfig as VpConfig, VirtualPrinter};
-
-type Authed = InterceptedService<Channel, Bearer>;
-
-const BERLIN: (f64, f64) = (52.52, 13.405);
-const POTSDAM: (f64, f64) = (52.39, 13.06);
-const HAMBURG: (f64, f64) = (53.55, 9.99);
 
 fn logs() {
     let _ = tracing_subscriber::fmt()
@@ -44,223 +32,104 @@ fn logs() {
         .try_init();
 }
 
-struct Router {
-    running: Option<Running>,
-    stop: Option<oneshot::Sender<()>>,
-    addr: SocketAddr,
-    channel: Channel,
-    admin: String,
-}
-
-impl Router {
-    async fn start(dir: &Path, listen: SocketAddr, lease_s: f64, grace_s: f64) -> Router {
-        let mut config = Config::embedded(dir);
+/// The router on `listen` (a restart takes the address the nodes know), with a lost job's
+/// grace long enough that only a fault moves a job.
+async fn router(dir: &Path, listen: SocketAddr, lease_s: f64) -> Router {
+    Router::start_with(dir, |config| {
         config.listen = listen;
         config.network = NetworkConfig {
             lease_s,
-            lost_grace_s: grace_s,
+            lost_grace_s: 30.0,
             max_reroutes: 3,
         };
-        let (tx, rx) = oneshot::channel::<()>();
-        let running = start(config, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-        let addr = running.addr;
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let admin = std::fs::read_to_string(dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Router {
-            running: Some(running),
-            stop: Some(tx),
-            addr,
-            channel,
-            admin,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.running.take().unwrap().wait().await.unwrap();
-    }
-
-    fn admin(&self) -> AdminServiceClient<Authed> {
-        AdminServiceClient::with_interceptor(self.channel.clone(), Bearer(self.admin.clone()))
-    }
-
-    fn jobs(&self, token: &str) -> JobServiceClient<Authed> {
-        JobServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()))
-    }
-
-    async fn designer(&self) -> String {
-        self.admin()
-            .create_token(pb::CreateTokenRequest {
-                role: pb::Role::Designer as i32,
-                label: "d".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
-    }
-
-    async fn node_secret(&self, id: &str) -> String {
-        self.admin()
-            .create_node(pb::CreateNodeRequest {
-                node_id: id.into(),
-                label: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
-    }
-
-    async fn upload(&self, token: &str, stl: Vec<u8>) -> String {
-        let mut c =
-            DesignServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()));
-        let msgs = vec![
-            pb::UploadDesignRequest {
-                payload: Some(pb::upload_design_request::Payload::Metadata(
-                    pb::UploadMetadata {
-                        file_name: "cube.stl".into(),
-                        declared_size_bytes: stl.len() as u64,
-                        sha256: String::new(),
-                        format: pb::DesignFormat::Stl as i32,
-                    },
-                )),
-            },
-            pb::UploadDesignRequest {
-                payload: Some(pb::upload_design_request::Payload::Chunk(stl)),
-            },
-        ];
-        c.upload_design(tokio_stream::iter(msgs))
-            .await
-            .unwrap()
-            .into_inner()
-            .name
-    }
-
-    async fn submit(&self, token: &str, design: &str, key: &str) -> pb::Job {
-        submit_job(self.jobs(token), design, key).await
-    }
-
-    async fn job(&self, token: &str, name: &str) -> pb::Job {
-        self.jobs(token)
-            .get_job(pb::GetJobRequest { name: name.into() })
-            .await
-            .unwrap()
-            .into_inner()
-    }
-
-    async fn wait_state(&self, token: &str, name: &str, want: pb::JobState, secs: u64) -> pb::Job {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let j = self.job(token, name).await;
-            if j.state == want as i32 {
-                return j;
-            }
-            let terminal = [
-                pb::JobState::Completed,
-                pb::JobState::Failed,
-                pb::JobState::Cancelled,
-            ];
-            assert!(
-                !terminal.iter().any(|t| *t as i32 == j.state),
-                "{name} ended {:?} instead of {want:?}: {}",
-                pb::JobState::try_from(j.state),
-                j.failure_reason
-            );
-            assert!(
-                Instant::now() < deadline,
-                "{name} never reached {want:?}; it is {:?}: {}",
-                pb::JobState::try_from(j.state),
-                j.failure_reason
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until `n` printers are registered and idle.
-    async fn wait_printers(&self, token: &str, n: usize) {
-        let mut c = NodeServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let printers = c
-                .list_printers(pb::ListPrintersRequest::default())
-                .await
-                .unwrap()
-                .into_inner()
-                .printers;
-            let idle = printers
-                .iter()
-                .filter(|p| p.state == pb::PrinterState::Idle as i32)
-                .count();
-            if idle >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "printers never came up: {printers:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Every event message of a job so far.
-    async fn events(&self, token: &str, name: &str) -> Vec<String> {
-        let mut w = self
-            .jobs(token)
-            .watch_job(pb::WatchJobRequest {
-                name: name.into(),
-                from_sequence: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut v = Vec::new();
-        while let Ok(Ok(Some(e))) =
-            tokio::time::timeout(Duration::from_millis(300), w.message()).await
-        {
-            v.push(e.message);
-        }
-        v
-    }
-}
-
-/// Submits one PLA job of `design` for a customer in Potsdam.
-async fn submit_job(mut jobs: JobServiceClient<Authed>, design: &str, key: &str) -> pb::Job {
-    jobs.submit_job(pb::SubmitJobRequest {
-        spec: Some(pb::JobSpec {
-            design: design.into(),
-            technology: pb::Technology::Fdm as i32,
-            material: Some(pb::Material {
-                kind: "PLA".into(),
-                colour: String::new(),
-            }),
-            nozzle_mm: 0.0,
-            customer_location: Some(pb::GeoPoint {
-                lat_deg: POTSDAM.0,
-                lon_deg: POTSDAM.1,
-            }),
-            max_distance_km: 0.0,
-            quantity: 1,
-        }),
-        printer: String::new(),
-        idempotency_key: key.into(),
     })
     .await
-    .unwrap()
-    .into_inner()
-    .jobs
-    .remove(0)
+}
+
+/// What every test starts from: a router, a designer who uploaded the reference cube, and node
+/// `berlin`'s identity and state directory, for an agent the test configures.
+struct Site {
+    dir: tempfile::TempDir,
+    r: Router,
+    lease_s: f64,
+    designer: String,
+    design: String,
+    secret: String,
+    state: PathBuf,
+}
+
+impl Site {
+    /// Needs PrusaSlicer (a failure without it, see the header).
+    async fn start(lease_s: f64) -> Site {
+        fabrouter_testkit::require(Tool::PrusaSlicer);
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let r = router(&dir.path().join("router"), listen, lease_s).await;
+        let designer = r.designer().await;
+        let design = r.upload(&designer, reference_cube()).await;
+        let secret = r.node_secret("berlin").await;
+        let state = dir.path().join("node");
+        Site {
+            dir,
+            r,
+            lease_s,
+            designer,
+            design,
+            secret,
+            state,
+        }
+    }
+
+    /// Node `berlin`'s configuration with these printers.
+    fn node(&self, printers: Vec<PrinterConfig>) -> NodeConfig {
+        NodeConfig {
+            router: format!("http://{}", self.r.addr()),
+            node_id: "berlin".into(),
+            secret: self.secret.clone(),
+            state_dir: self.state.clone(),
+            slicer: "prusa-slicer".into(),
+            slicer_timeout: Duration::from_secs(120),
+            reconnect_max: Duration::from_millis(400),
+            printers,
+        }
+    }
+
+    /// Runs the agent and waits until its printers are idle at the router.
+    async fn run(&self, config: NodeConfig) -> Agent {
+        let printers = config.printers.len();
+        let agent = Agent::spawn(config);
+        self.r.wait_printers(&self.designer, printers).await;
+        agent
+    }
+
+    /// One job of the cube for a customer in Potsdam.
+    async fn submit(&self, key: &str) -> pb::Job {
+        submit_one(&mut self.r.jobs(&self.designer), &self.design, key).await
+    }
+
+    async fn wait_state(&self, job: &pb::Job, want: pb::JobState, secs: u64) -> pb::Job {
+        let mut jobs = self.r.jobs(&self.designer);
+        wait_state_within(&mut jobs, &job.name, want, Duration::from_secs(secs)).await
+    }
+
+    async fn events(&self, job: &pb::Job) -> Vec<String> {
+        self.r.events(&self.designer, &job.name).await
+    }
+
+    /// Stops the router, runs `while_down`, and starts it again on the same address and data.
+    async fn restart_router(mut self, while_down: impl Future<Output = ()>) -> Site {
+        let addr = self.r.addr();
+        self.r.stop().await;
+        while_down.await;
+        self.r = router(&self.dir.path().join("router"), addr, self.lease_s).await;
+        self
+    }
+
+    async fn stop(self, agent: Agent) {
+        agent.stop().await;
+        self.r.stop().await;
+    }
 }
 
 /// The 20 mm calibration cube of the repository's test data (a real-world STL PrusaSlicer
@@ -300,25 +169,6 @@ fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
         max_hotend_c: 270.0,
         max_bed_c: 120.0,
         detect_timeout: Duration::from_secs(3),
-    }
-}
-
-fn node_config(
-    r: &Router,
-    id: &str,
-    secret: &str,
-    state: &Path,
-    printers: Vec<PrinterConfig>,
-) -> NodeConfig {
-    NodeConfig {
-        router: format!("http://{}", r.addr),
-        node_id: id.into(),
-        secret: secret.into(),
-        state_dir: state.to_path_buf(),
-        slicer: "prusa-slicer".into(),
-        slicer_timeout: Duration::from_secs(120),
-        reconnect_max: Duration::from_millis(400),
-        printers,
     }
 }
 
@@ -398,49 +248,27 @@ fn slow_printer() -> VpConfig {
         ..VpConfig::fast()
     }
 }
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(
     missing_prusa_slicer,
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn an_assigned_job_is_sliced_streamed_and_completed() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(
-        &dir.path().join("router"),
-        "127.0.0.1:0".parse().unwrap(),
-        2.0,
-        30.0,
-    )
-    .await;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    let s = Site::start(2.0).await;
     let vp = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
-    let state = dir.path().join("node");
-    let agent = Agent::spawn(node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
-        vec![printer("mk3", &vp, BERLIN)],
-    ));
+    let agent = s.run(s.node(vec![printer("mk3", &vp, BERLIN)])).await;
 
-    r.wait_printers(&designer, 1).await;
-    let job = r.submit(&designer, &design, "a").await;
+    let job = s.submit("a").await;
     assert_eq!(job.printer, "nodes/berlin/printers/mk3");
     let started = Instant::now();
-    r.wait_state(&designer, &job.name, pb::JobState::Completed, 60)
-        .await;
+    s.wait_state(&job, pb::JobState::Completed, 60).await;
     eprintln!(
         "job 1 sliced and printed in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
     // The printer executed exactly the sliced file's commands, in order.
-    let cache = cached_gcode(&state);
+    let cache = cached_gcode(&s.state);
     assert_eq!(cache.len(), 1, "{cache:?}");
     let want = gcode_commands(&cache[0]);
     assert!(
@@ -453,7 +281,7 @@ async fn an_assigned_job_is_sliced_streamed_and_completed() {
         "the profile heats the hot end"
     );
     assert_eq!(executed(&vp), want);
-    let events = r.events(&designer, &job.name).await;
+    let events = s.events(&job).await;
     assert!(events.iter().any(|m| m.contains("slicing")), "{events:?}");
     assert!(
         events
@@ -463,19 +291,17 @@ async fn an_assigned_job_is_sliced_streamed_and_completed() {
     );
 
     // The same design again: sliced once (cache), printed again.
-    let again = r.submit(&designer, &design, "b").await;
-    r.wait_state(&designer, &again.name, pb::JobState::Completed, 60)
-        .await;
-    assert_eq!(cached_gcode(&state), cache);
+    let again = s.submit("b").await;
+    s.wait_state(&again, pb::JobState::Completed, 60).await;
+    assert_eq!(cached_gcode(&s.state), cache);
     assert_eq!(executed(&vp).len(), 2 * want.len());
 
     // Results confirmed by the router leave nothing held on disk.
     wait_for("held jobs to be confirmed", 10, || {
-        std::fs::read_dir(state.join("jobs")).unwrap().count() == 0
+        std::fs::read_dir(s.state.join("jobs")).unwrap().count() == 0
     })
     .await;
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -484,34 +310,16 @@ async fn an_assigned_job_is_sliced_streamed_and_completed() {
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(
-        &dir.path().join("router"),
-        "127.0.0.1:0".parse().unwrap(),
-        2.0,
-        30.0,
-    )
-    .await;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    let s = Site::start(2.0).await;
     let near = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
     let far = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
-    let state = dir.path().join("node");
-    let agent = Agent::spawn(node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
-        vec![
+    let agent = s
+        .run(s.node(vec![
             printer("near", &near, BERLIN),
             printer("far", &far, HAMBURG),
-        ],
-    ));
-    r.wait_printers(&designer, 2).await;
-    let job = r.submit(&designer, &design, "a").await;
+        ]))
+        .await;
+    let job = s.submit("a").await;
     assert_eq!(job.printer, "nodes/berlin/printers/near");
     wait_for("the near printer to print", 60, || {
         executed(&near).len() > 300
@@ -519,27 +327,24 @@ async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
     .await;
     near.inject(Fault::Fatal);
 
-    let done = r
-        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
-        .await;
+    let done = s.wait_state(&job, pb::JobState::Completed, 60).await;
     assert_eq!(done.printer, "nodes/berlin/printers/far");
     assert_eq!(done.reroutes, 1);
-    let events = r.events(&designer, &job.name).await;
+    let events = s.events(&job).await;
     assert!(
         events
             .iter()
             .any(|m| m.starts_with("printer failed: the printer failed")),
         "{events:?}"
     );
-    let want = gcode_commands(&cached_gcode(&state)[0]);
+    let want = gcode_commands(&cached_gcode(&s.state)[0]);
     assert_eq!(
         executed(&far),
         want,
         "the far printer printed the whole job"
     );
     assert!(executed(&near).len() < want.len());
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -548,48 +353,31 @@ async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn a_router_restart_mid_print_does_not_stop_the_print() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let router_dir = dir.path().join("router");
-    let r = Router::start(&router_dir, "127.0.0.1:0".parse().unwrap(), 1.0, 30.0).await;
-    let addr = r.addr;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    let s = Site::start(1.0).await;
     let vp = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
-    let state = dir.path().join("node");
-    let agent = Agent::spawn(node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
-        vec![printer("mk3", &vp, BERLIN)],
-    ));
-    r.wait_printers(&designer, 1).await;
-    let job = r.submit(&designer, &design, "a").await;
+    let agent = s.run(s.node(vec![printer("mk3", &vp, BERLIN)])).await;
+    let job = s.submit("a").await;
     wait_for("the print to start", 60, || executed(&vp).len() > 200).await;
-    r.stop().await;
 
-    // The router is gone; the printer keeps printing.
-    let at_stop = executed(&vp).len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let later = executed(&vp).len();
-    assert!(
-        later > at_stop + 200,
-        "printing went on without the router: {at_stop} -> {later}"
-    );
-
-    let r = Router::start(&router_dir, addr, 1.0, 30.0).await;
-    let done = r
-        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
+    let s = s
+        .restart_router(async {
+            // The router is gone; the printer keeps printing.
+            let at_stop = executed(&vp).len();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let later = executed(&vp).len();
+            assert!(
+                later > at_stop + 200,
+                "printing went on without the router: {at_stop} -> {later}"
+            );
+        })
         .await;
+
+    let done = s.wait_state(&job, pb::JobState::Completed, 60).await;
     assert_eq!(done.reroutes, 0);
     assert_eq!(done.epoch, 1);
-    let want = gcode_commands(&cached_gcode(&state)[0]);
+    let want = gcode_commands(&cached_gcode(&s.state)[0]);
     assert_eq!(executed(&vp), want, "one uninterrupted print");
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -598,46 +386,24 @@ async fn a_router_restart_mid_print_does_not_stop_the_print() {
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn a_node_restart_reports_the_interrupted_print_as_failed() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(
-        &dir.path().join("router"),
-        "127.0.0.1:0".parse().unwrap(),
-        2.0,
-        30.0,
-    )
-    .await;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    let s = Site::start(2.0).await;
     let near = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
     let far = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
-    let state = dir.path().join("node");
-    let config = node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
-        vec![
-            printer("near", &near, BERLIN),
-            printer("far", &far, HAMBURG),
-        ],
-    );
-    let agent = Agent::spawn(config.clone());
-    r.wait_printers(&designer, 2).await;
-    let job = r.submit(&designer, &design, "a").await;
+    let config = s.node(vec![
+        printer("near", &near, BERLIN),
+        printer("far", &far, HAMBURG),
+    ]);
+    let agent = s.run(config.clone()).await;
+    let job = s.submit("a").await;
     assert_eq!(job.printer, "nodes/berlin/printers/near");
     wait_for("the print to start", 60, || executed(&near).len() > 200).await;
     agent.crash().await;
     let near_lines = executed(&near).len();
 
     let agent = Agent::spawn(config);
-    let done = r
-        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
-        .await;
+    let done = s.wait_state(&job, pb::JobState::Completed, 60).await;
     assert_eq!(done.printer, "nodes/berlin/printers/far");
-    let events = r.events(&designer, &job.name).await;
+    let events = s.events(&job).await;
     assert!(
         events
             .iter()
@@ -647,8 +413,7 @@ async fn a_node_restart_reports_the_interrupted_print_as_failed() {
     // Not restarted on the near printer.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(executed(&near).len() <= near_lines + 10);
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }
 
 /// A `slicer` command for the node: logs each run to `slicer-runs.log` in `dir`, runs `before`
@@ -682,55 +447,35 @@ fn slicer_runs(log: &Path) -> usize {
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn printers_of_one_node_given_one_design_at_once_share_one_slice() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
     const PRINTERS: usize = 3;
     const JOBS: usize = 12;
-    let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(
-        &dir.path().join("router"),
-        "127.0.0.1:0".parse().unwrap(),
-        // Three printers streaming at once on a loaded test machine: a lease missed here
-        // would move jobs and is not what this test is about.
-        10.0,
-        30.0,
-    )
-    .await;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    // Three printers streaming at once on a loaded test machine: a lease missed here would move
+    // jobs and is not what this test is about.
+    let s = Site::start(10.0).await;
     let vps: Vec<VirtualPrinter> = (0..PRINTERS)
         .map(|_| VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap())
         .collect();
     // The slice takes a second longer, so every printer asks for it while it runs.
-    let (slicer, log) = wrapped_slicer(dir.path(), "sleep 1", "");
-    let state = dir.path().join("node");
-    let mut config = node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
+    let (slicer, log) = wrapped_slicer(s.dir.path(), "sleep 1", "");
+    let mut config = s.node(
         vps.iter()
             .enumerate()
             .map(|(i, vp)| printer(&format!("p{i}"), vp, BERLIN))
             .collect(),
     );
     config.slicer = slicer;
-    let agent = Agent::spawn(config);
-    r.wait_printers(&designer, PRINTERS).await;
+    let agent = s.run(config).await;
 
     let started = Instant::now();
     let mut submits = tokio::task::JoinSet::new();
     for n in 0..JOBS {
-        let (jobs, design) = (r.jobs(&designer), design.clone());
-        submits.spawn(async move { submit_job(jobs, &design, &format!("k{n}")).await });
+        let (mut jobs, design) = (s.r.jobs(&s.designer), s.design.clone());
+        submits.spawn(async move { submit_one(&mut jobs, &design, &format!("k{n}")).await });
     }
     let jobs = submits.join_all().await;
     let mut per_printer = std::collections::BTreeMap::<String, usize>::new();
     for job in &jobs {
-        let done = r
-            .wait_state(&designer, &job.name, pb::JobState::Completed, 240)
-            .await;
+        let done = s.wait_state(job, pb::JobState::Completed, 240).await;
         assert_eq!(done.reroutes, 0, "{} was moved", done.name);
         *per_printer.entry(done.printer).or_default() += 1;
     }
@@ -746,7 +491,7 @@ async fn printers_of_one_node_given_one_design_at_once_share_one_slice() {
     assert_eq!(slicer_runs(&log), 1, "PrusaSlicer ran once for the design");
 
     // One cache entry; every printer executed exactly its commands, once per job.
-    let cache = cached_gcode(&state);
+    let cache = cached_gcode(&s.state);
     assert_eq!(cache.len(), 1, "{cache:?}");
     let want = gcode_commands(&cache[0]);
     assert!(want.len() > 1000, "{}", want.len());
@@ -761,12 +506,11 @@ async fn printers_of_one_node_given_one_design_at_once_share_one_slice() {
             );
         }
     }
-    let leftovers = std::fs::read_dir(state.join("gcode-cache/tmp"))
+    let leftovers = std::fs::read_dir(s.state.join("gcode-cache/tmp"))
         .unwrap()
         .count();
     assert_eq!(leftovers, 0, "temporary directories left behind");
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -775,53 +519,31 @@ async fn printers_of_one_node_given_one_design_at_once_share_one_slice() {
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn a_slicer_crash_is_the_nodes_and_the_job_moves_on() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(
-        &dir.path().join("router"),
-        "127.0.0.1:0".parse().unwrap(),
-        2.0,
-        30.0,
-    )
-    .await;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    let s = Site::start(2.0).await;
     let near = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
     let far = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
     // The first run dies of a segfault, as a broken slicer install would.
-    let marker = dir.path().join("crashed-once");
+    let marker = s.dir.path().join("crashed-once");
     let (slicer, log) = wrapped_slicer(
-        dir.path(),
+        s.dir.path(),
         &format!(
             "if [ ! -e '{0}' ]; then touch '{0}'; echo 'Slicing result exported to x'; kill -SEGV $$; fi",
             marker.display()
         ),
         "",
     );
-    let state = dir.path().join("node");
-    let mut config = node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
-        vec![
-            printer("near", &near, BERLIN),
-            printer("far", &far, HAMBURG),
-        ],
-    );
+    let mut config = s.node(vec![
+        printer("near", &near, BERLIN),
+        printer("far", &far, HAMBURG),
+    ]);
     config.slicer = slicer;
-    let agent = Agent::spawn(config);
-    r.wait_printers(&designer, 2).await;
-    let job = r.submit(&designer, &design, "a").await;
+    let agent = s.run(config).await;
+    let job = s.submit("a").await;
     assert_eq!(job.printer, "nodes/berlin/printers/near");
-    let done = r
-        .wait_state(&designer, &job.name, pb::JobState::Completed, 60)
-        .await;
+    let done = s.wait_state(&job, pb::JobState::Completed, 60).await;
     assert_eq!(done.printer, "nodes/berlin/printers/far");
     assert_eq!(done.reroutes, 1);
-    let events = r.events(&designer, &job.name).await;
+    let events = s.events(&job).await;
     assert!(
         events.iter().any(|m| m
             .starts_with("printer failed: the slicer failed on this node: killed by signal 11")
@@ -830,8 +552,7 @@ async fn a_slicer_crash_is_the_nodes_and_the_job_moves_on() {
     );
     assert_eq!(slicer_runs(&log), 2);
     assert_eq!(executed(&near).len(), 0);
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -840,43 +561,15 @@ async fn a_slicer_crash_is_the_nodes_and_the_job_moves_on() {
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
 async fn a_model_prusaslicer_refuses_fails_the_job_with_its_error() {
-    fabrouter_testkit::require(fabrouter_testkit::Tool::PrusaSlicer);
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(
-        &dir.path().join("router"),
-        "127.0.0.1:0".parse().unwrap(),
-        2.0,
-        30.0,
-    )
-    .await;
-    let designer = r.designer().await;
-    let design = r.upload(&designer, reference_cube()).await;
-    let secret = r.node_secret("berlin").await;
+    let s = Site::start(2.0).await;
     let vp = VirtualPrinter::spawn_pty(VpConfig::fast()).unwrap();
     // Scaled to 20 µm the cube is thinner than a layer: PrusaSlicer finds no layers.
-    let (slicer, _) = wrapped_slicer(dir.path(), "", "--scale 0.001");
-    let state = dir.path().join("node");
-    let mut config = node_config(
-        &r,
-        "berlin",
-        &secret,
-        &state,
-        vec![printer("mk3", &vp, BERLIN)],
-    );
+    let (slicer, _) = wrapped_slicer(s.dir.path(), "", "--scale 0.001");
+    let mut config = s.node(vec![printer("mk3", &vp, BERLIN)]);
     config.slicer = slicer;
-    let agent = Agent::spawn(config);
-    r.wait_printers(&designer, 1).await;
-    let job = r.submit(&designer, &design, "a").await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let failed = loop {
-        let j = r.job(&designer, &job.name).await;
-        if j.state == pb::JobState::Failed as i32 {
-            break j;
-        }
-        assert!(Instant::now() < deadline, "{j:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let agent = s.run(config).await;
+    let job = s.submit("a").await;
+    let failed = s.wait_state(&job, pb::JobState::Failed, 60).await;
     assert_eq!(failed.reroutes, 0);
     assert!(
         failed
@@ -886,6 +579,5 @@ async fn a_model_prusaslicer_refuses_fails_the_job_with_its_error() {
         failed.failure_reason
     );
     assert!(failed.failure_reason.len() < 400);
-    agent.stop().await;
-    r.stop().await;
+    s.stop(agent).await;
 }

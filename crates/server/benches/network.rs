@@ -12,33 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabrouter_api::v1 as pb;
-use fabrouter_api::v1::admin_service_client::AdminServiceClient;
-use fabrouter_api::v1::design_service_client::DesignServiceClient;
 use fabrouter_api::v1::job_service_client::JobServiceClient;
-use fabrouter_api::v1::node_service_client::NodeServiceClient;
-use fabrouter_server::config::Config;
-use tokio_stream::StreamExt;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use fabrouter_testkit::router::{
+    Authed, Bearer, Router, SimNode, connect, printer, spec as job_spec,
+};
 
 /// The allocator fabd runs with, so the figures are fabd's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Clone)]
-struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let v = format!("Bearer {}", self.0)
-            .parse()
-            .map_err(|_| tonic::Status::internal("token"))?;
-        req.metadata_mut().insert("authorization", v);
-        Ok(req)
-    }
-}
-
-type Authed = InterceptedService<Channel, Bearer>;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -71,10 +52,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// The embedded router, with leases long enough that the benchmark's one idle node never
 /// expires.
-fn bench_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::embedded(dir);
-    config.network.lease_s = 3600.0;
-    config
+async fn bench_router(dir: &std::path::Path) -> Router {
+    Router::start_with(dir, |config| config.network.lease_s = 3600.0).await
 }
 
 /// CPU seconds this process used so far (user + system, all threads).
@@ -139,32 +118,6 @@ impl Lcg {
     }
 }
 
-fn cube_stl(s: f32) -> Vec<u8> {
-    let v = |x: f32, y: f32, z: f32| [x * s, y * s, z * s];
-    let quads = [
-        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
-        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
-        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
-        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
-        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
-        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
-    ];
-    let mut b = vec![0u8; 80];
-    b.extend_from_slice(&12u32.to_le_bytes());
-    for q in quads {
-        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
-            b.extend_from_slice(&[0u8; 12]);
-            for p in t {
-                for c in p {
-                    b.extend_from_slice(&c.to_le_bytes());
-                }
-            }
-            b.extend_from_slice(&[0, 0]);
-        }
-    }
-    b
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let n_printers = arg("--printers", 10_000);
@@ -172,58 +125,29 @@ async fn main() -> anyhow::Result<()> {
     let clients = arg("--clients", 32);
     let connections = arg("--connections", 1).max(1);
     let dir = tempfile::tempdir()?;
-    let config = bench_config(dir.path());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = fabrouter_server::start(config, async {
-        let _ = stop_rx.await;
-    })
-    .await?;
-    let channel = Channel::from_shared(format!("http://{}", running.addr))?
-        .connect()
-        .await?;
-    let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))?
-        .trim()
-        .to_string();
-    let mut admin = AdminServiceClient::with_interceptor(channel.clone(), Bearer(admin_token));
-    let designer = admin
-        .create_token(pb::CreateTokenRequest {
-            role: pb::Role::Designer as i32,
-            label: "bench".into(),
-        })
-        .await?
-        .into_inner()
-        .secret;
+    let r = bench_router(dir.path()).await;
+    let admin = r.admin();
+    let designer = r.designer().await;
     let rss_start = rss_mb();
 
     // Printers: 100 nodes, spread over central Europe.
     let mut rng = Lcg(7);
     let per_node = n_printers.div_ceil(100);
-    let mut node_streams = Vec::new();
+    let mut nodes = Vec::new();
     let t = Instant::now();
     for n in 0..100 {
         let id = format!("node-{n}");
-        let secret = admin
-            .create_node(pb::CreateNodeRequest {
-                node_id: id.clone(),
-                label: String::new(),
-            })
-            .await?
-            .into_inner()
-            .secret;
+        let creds = r.node_credentials(&id).await;
         let (lat, lon) = (46.0 + rng.next() * 8.0, 5.0 + rng.next() * 12.0);
         let printers = (0..per_node)
             .map(|i| pb::PrinterSpec {
-                printer_id: format!("p{i}"),
-                technology: pb::Technology::Fdm as i32,
                 build_x_mm: 180.0 + 100.0 * rng.next(),
                 build_y_mm: 180.0 + 100.0 * rng.next(),
                 build_z_mm: 180.0 + 100.0 * rng.next(),
-                nozzle_diameters_mm: vec![0.4],
                 materials: vec![pb::Material {
                     kind: if rng.next() < 0.7 { "PLA" } else { "PETG" }.into(),
                     colour: "black".into(),
                 }],
-                profiles: vec!["prusaslicer-b".into()],
                 location: Some(pb::GeoPoint {
                     lat_deg: lat + rng.next() * 0.2,
                     lon_deg: lon + rng.next() * 0.2,
@@ -235,74 +159,23 @@ async fn main() -> anyhow::Result<()> {
                     setup_fee_minor: 300,
                 }),
                 makerspace: format!("space {n}"),
-                firmware_flavor: "marlin2".into(),
+                ..printer(&format!("p{i}"), (lat, lon), pb::Technology::Fdm, 0.0)
             })
             .collect();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tx.send(pb::NodeMessage {
-            msg: Some(pb::node_message::Msg::Hello(pb::NodeHello {
-                agent_version: "bench".into(),
-                printers,
-                held_jobs: vec![],
-            })),
-        })?;
-        let mut client = NodeServiceClient::with_interceptor(
-            channel.clone(),
-            Bearer(format!("node:{id}:{secret}")),
-        )
-        .max_decoding_message_size(64 << 20);
-        let mut inbox = client
-            .node_session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut node = SimNode::connect(&r, &creds, &id, printers, vec![]).await;
         // Drain assignments so the router's channel to the node never grows.
-        tokio::spawn(async move { while let Some(Ok(_)) = inbox.next().await {} });
-        node_streams.push(tx);
+        node.drain();
+        nodes.push(node);
     }
     let registered = t.elapsed();
     let rss_printers = rss_mb();
 
-    let stl = cube_stl(20.0);
-    let mut designs =
-        DesignServiceClient::with_interceptor(channel.clone(), Bearer(designer.clone()));
-    let design = designs
-        .upload_design(tokio_stream::iter(vec![
-            pb::UploadDesignRequest {
-                payload: Some(pb::upload_design_request::Payload::Metadata(
-                    pb::UploadMetadata {
-                        file_name: "cube.stl".into(),
-                        declared_size_bytes: stl.len() as u64,
-                        sha256: String::new(),
-                        format: pb::DesignFormat::Stl as i32,
-                    },
-                )),
-            },
-            pb::UploadDesignRequest {
-                payload: Some(pb::upload_design_request::Payload::Chunk(stl)),
-            },
-        ]))
-        .await?
-        .into_inner()
-        .name;
-    let spec = move |rng: &mut Lcg| pb::JobSpec {
-        design: design.clone(),
-        technology: pb::Technology::Fdm as i32,
-        material: Some(pb::Material {
-            kind: "PLA".into(),
-            colour: String::new(),
-        }),
-        nozzle_mm: 0.0,
-        customer_location: Some(pb::GeoPoint {
-            lat_deg: 46.0 + rng.next() * 8.0,
-            lon_deg: 5.0 + rng.next() * 12.0,
-        }),
-        max_distance_km: 0.0,
-        quantity: 1,
-    };
+    let design = r.cube(&designer, 20.0).await;
+    let spec =
+        move |rng: &mut Lcg| job_spec(&design, (46.0 + rng.next() * 8.0, 5.0 + rng.next() * 12.0));
 
     // Quote latency, end to end over gRPC (the estimate is cached after the first call).
-    let mut jobs: JobServiceClient<Authed> =
-        JobServiceClient::with_interceptor(channel.clone(), Bearer(designer.clone()));
+    let mut jobs = r.jobs(&designer);
     let mut lat = Vec::new();
     for i in 0..1200 {
         let req = pb::QuoteJobRequest {
@@ -344,20 +217,17 @@ async fn main() -> anyhow::Result<()> {
 
     // Durable submissions: every acknowledged job is synced to disk.
     let submitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (flushes_before, tickets_before) = running.network.sync_figures();
+    let (flushes_before, tickets_before) = r.running().network.sync_figures();
     let submit_cpu = cpu_s();
     let machine_cpu = machine_cpu_s();
     let t = Instant::now();
     let mut tasks = Vec::new();
     let mut conns = Vec::new();
     for _ in 0..connections {
-        let ch = Channel::from_shared(format!("http://{}", running.addr))?
-            .connect()
-            .await?;
-        conns.push(JobServiceClient::with_interceptor(
-            ch,
-            Bearer(designer.clone()),
-        ));
+        let ch = connect(&format!("http://{}", r.addr())).await;
+        let c: JobServiceClient<Authed> =
+            JobServiceClient::with_interceptor(ch, Bearer(designer.clone()));
+        conns.push(c);
     }
     for w in 0..clients {
         let mut c = conns[w % connections].clone();
@@ -390,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
     let submit_cpu = cpu_s() - submit_cpu;
     let machine_cpu = machine_cpu_s() - machine_cpu;
     submit_lat.sort_by(f64::total_cmp);
-    let (flushes_after, tickets_after) = running.network.sync_figures();
+    let (flushes_after, tickets_after) = r.running().network.sync_figures();
     let flushes = flushes_after - flushes_before;
     let batch = (tickets_after - tickets_before) as f64 / flushes.max(1) as f64;
     let n = submitted.load(std::sync::atomic::Ordering::Relaxed);
@@ -430,25 +300,18 @@ async fn main() -> anyhow::Result<()> {
         "  resident memory (router and benchmark clients in one process): start {rss_start:.0} MB, with printers {rss_printers:.0} MB, with {n} jobs {rss_jobs:.0} MB ({:.2} KB per job); store on disk {store_mb:.0} MB",
         (rss_jobs - rss_printers) * 1024.0 / n.max(1) as f64
     );
-    drop(node_streams);
-    let _ = stop_tx.send(());
-    running.wait().await?;
+    drop(nodes);
+    r.stop().await;
 
     // A restart with every job still active: the store's check for submissions that never
     // committed and the registry's reload of the jobs.
     let t = Instant::now();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let config = bench_config(dir.path());
-    let running = fabrouter_server::start(config, async {
-        let _ = stop_rx.await;
-    })
-    .await?;
+    let r = bench_router(dir.path()).await;
     println!(
         "  restart with {n} active jobs: serving again after {:.2} s",
         t.elapsed().as_secs_f64()
     );
     println!("  load average at the end (1, 5, 15 min): {load}");
-    let _ = stop_tx.send(());
-    running.wait().await?;
+    r.stop().await;
     Ok(())
 }

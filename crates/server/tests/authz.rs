@@ -4,12 +4,9 @@
 //! cell's answer is written down in `TABLE`; every refused call is checked to have changed
 //! nothing (designs, jobs, tokens, node identities, stored bytes).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::*;
 use fabrouter_api::v1 as pb;
 use fabrouter_api::v1::admin_service_client::AdminServiceClient;
 use fabrouter_api::v1::design_service_client::DesignServiceClient;
@@ -17,6 +14,7 @@ use fabrouter_api::v1::estimate_service_client::EstimateServiceClient;
 use fabrouter_api::v1::job_service_client::JobServiceClient;
 use fabrouter_api::v1::node_service_client::NodeServiceClient;
 use fabrouter_server::access::Rpc;
+use fabrouter_testkit::router::*;
 use prost::Message;
 use tonic::{Code, Status};
 

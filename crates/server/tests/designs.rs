@@ -6,103 +6,29 @@ use std::path::{Path, PathBuf};
 use fabrouter_api::v1 as pb;
 use fabrouter_api::v1::admin_service_client::AdminServiceClient;
 use fabrouter_api::v1::design_service_client::DesignServiceClient;
-use fabrouter_server::config::{Config, Limits};
-use fabrouter_server::{Running, start};
-use tokio::sync::{mpsc, oneshot};
+use fabrouter_server::config::Limits;
+use fabrouter_testkit::router::{Authed, Bearer, Router};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-type Authed = InterceptedService<Channel, Bearer>;
-
-#[derive(Clone)]
-struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.0).parse().unwrap(),
-        );
-        Ok(req)
-    }
+/// The embedded router with these upload limits.
+async fn router(data: &Path, limits: Limits) -> Router {
+    Router::start_with(data, |config| config.limits = limits).await
 }
 
-struct Router {
-    running: Option<Running>,
-    stop: Option<oneshot::Sender<()>>,
-    data: PathBuf,
-    channel: Channel,
-    admin_token: String,
-}
-
-impl Router {
-    async fn start(data: &Path, limits: Limits) -> Router {
-        let mut config = Config::embedded(data);
-        config.limits = limits;
-        let (tx, rx) = oneshot::channel::<()>();
-        let running = start(config, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-        let channel = Channel::from_shared(format!("http://{}", running.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let admin_token = std::fs::read_to_string(data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Router {
-            running: Some(running),
-            stop: Some(tx),
-            data: data.to_path_buf(),
-            channel,
-            admin_token,
+/// Files under blobs/ other than the temporary directory.
+fn blob_files(r: &Router) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root = r.dir().join("blobs");
+    for shard in std::fs::read_dir(&root).unwrap() {
+        let shard = shard.unwrap().path();
+        for f in std::fs::read_dir(&shard).unwrap() {
+            out.push(f.unwrap().path());
         }
     }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.running.take().unwrap().wait().await.unwrap();
-    }
-
-    fn designs(&self, token: &str) -> DesignServiceClient<Authed> {
-        DesignServiceClient::with_interceptor(self.channel.clone(), Bearer(token.into()))
-    }
-
-    fn admin(&self) -> AdminServiceClient<Authed> {
-        AdminServiceClient::with_interceptor(self.channel.clone(), Bearer(self.admin_token.clone()))
-    }
-
-    async fn designer(&self, label: &str) -> String {
-        self.admin()
-            .create_token(pb::CreateTokenRequest {
-                role: pb::Role::Designer as i32,
-                label: label.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
-    }
-
-    /// Files under blobs/ other than the temporary directory.
-    fn blob_files(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let root = self.data.join("blobs");
-        for shard in std::fs::read_dir(&root).unwrap() {
-            let shard = shard.unwrap().path();
-            for f in std::fs::read_dir(&shard).unwrap() {
-                out.push(f.unwrap().path());
-            }
-        }
-        out
-    }
+    out
 }
 
 fn reference(name: &str) -> Vec<u8> {
@@ -181,8 +107,8 @@ fn bad_request_field(status: &tonic::Status) -> Option<String> {
 #[tokio::test]
 async fn upload_then_report_get_download() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let alice = r.designer("alice").await;
+    let r = router(dir.path(), Limits::default()).await;
+    let alice = r.designer().await;
     let mut c = r.designs(&alice);
     let bytes = reference("prusaslicer__20mmbox-CRLF.stl");
     let d = upload(&mut c, "box.stl", &bytes).await.unwrap();
@@ -223,15 +149,15 @@ async fn upload_then_report_get_download() {
 #[tokio::test]
 async fn declared_sha256_is_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let mut c = r.designs(&r.designer("a").await);
+    let r = router(dir.path(), Limits::default()).await;
+    let mut c = r.designs(&r.designer().await);
     let bytes = reference("prusaslicer__20mmbox-CRLF.stl");
     let wrong = "0".repeat(64);
     let msgs = vec![meta("box.stl", bytes.len() as u64, &wrong), chunk(&bytes)];
     let e = c.upload_design(tokio_stream::iter(msgs)).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(bad_request_field(&e).as_deref(), Some("sha256"));
-    assert!(r.blob_files().is_empty());
+    assert!(blob_files(&r).is_empty());
     let right = fabrouter_store::sha256_hex(&bytes);
     let msgs = vec![meta("box.stl", bytes.len() as u64, &right), chunk(&bytes)];
     c.upload_design(tokio_stream::iter(msgs)).await.unwrap();
@@ -241,8 +167,8 @@ async fn declared_sha256_is_checked() {
 #[tokio::test]
 async fn aborted_and_truncated_uploads_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let alice = r.designer("alice").await;
+    let r = router(dir.path(), Limits::default()).await;
+    let alice = r.designer().await;
     let bytes = reference("3dbenchy__gunwale.stl");
 
     // Truncated: the stream ends before the declared size.
@@ -280,7 +206,7 @@ async fn aborted_and_truncated_uploads_leave_nothing() {
         .unwrap()
         .into_inner();
     assert!(list.designs.is_empty());
-    assert!(r.blob_files().is_empty(), "{:?}", r.blob_files());
+    assert!(blob_files(&r).is_empty(), "{:?}", blob_files(&r));
     r.stop().await;
 }
 
@@ -292,8 +218,8 @@ async fn limits_are_enforced_while_streaming() {
         max_triangles: 100,
         ..Limits::default()
     };
-    let r = Router::start(dir.path(), limits).await;
-    let mut c = r.designs(&r.designer("a").await);
+    let r = router(dir.path(), limits).await;
+    let mut c = r.designs(&r.designer().await);
 
     // Declared size over the limit: refused before any byte.
     let e = c
@@ -355,8 +281,8 @@ async fn limits_are_enforced_while_streaming() {
 #[tokio::test]
 async fn an_endless_ascii_line_is_refused_while_streaming() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let mut c = r.designs(&r.designer("a").await);
+    let r = router(dir.path(), Limits::default()).await;
+    let mut c = r.designs(&r.designer().await);
     let (tx, rx) = mpsc::channel(2);
     tx.send(meta("line.stl", 200_000_000, "")).await.unwrap();
     let call = tokio::spawn(async move { c.upload_design(ReceiverStream::new(rx)).await });
@@ -391,8 +317,8 @@ async fn an_endless_ascii_line_is_refused_while_streaming() {
 #[tokio::test]
 async fn every_reference_file_uploads_with_admesh_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let mut c = r.designs(&r.designer("a").await);
+    let r = router(dir.path(), Limits::default()).await;
+    let mut c = r.designs(&r.designer().await);
     let root = fabrouter_testkit::data("");
     let manifest = std::fs::read_to_string(root.join("manifest.tsv")).unwrap();
     let admesh = std::fs::read_to_string(root.join("admesh.tsv")).unwrap();
@@ -435,8 +361,8 @@ async fn every_reference_file_uploads_with_admesh_figures() {
 #[tokio::test]
 async fn another_designer_can_neither_read_list_nor_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let (alice, bob) = (r.designer("alice").await, r.designer("bob").await);
+    let r = router(dir.path(), Limits::default()).await;
+    let (alice, bob) = (r.designer().await, r.designer().await);
     let mut a = r.designs(&alice);
     let mut b = r.designs(&bob);
     let bytes = reference("trimesh__20mm-xyz-cube.stl");
@@ -475,13 +401,13 @@ async fn another_designer_can_neither_read_list_nor_delete() {
 
     // Bob uploads the identical bytes: stored once, and Alice's delete keeps them for Bob.
     let bd = upload(&mut b, "mine.stl", &bytes).await.unwrap();
-    assert_eq!(r.blob_files().len(), 1);
+    assert_eq!(blob_files(&r).len(), 1);
     let del = a
         .delete_design(pb::DeleteDesignRequest { name: name.clone() })
         .await
         .unwrap();
     assert!(!del.into_inner().blob_erased);
-    assert_eq!(r.blob_files().len(), 1);
+    assert_eq!(blob_files(&r).len(), 1);
     nf(a.get_design(pb::GetDesignRequest { name })
         .await
         .map(|_| ()));
@@ -490,7 +416,7 @@ async fn another_designer_can_neither_read_list_nor_delete() {
         .await
         .unwrap();
     assert!(del.into_inner().blob_erased);
-    assert!(r.blob_files().is_empty());
+    assert!(blob_files(&r).is_empty());
 
     // No token, a bad token, a designer at the admin service.
     let mut anon = DesignServiceClient::new(r.channel.clone());
@@ -521,8 +447,8 @@ async fn another_designer_can_neither_read_list_nor_delete() {
 #[tokio::test]
 async fn designs_survive_a_restart_and_pages_walk_the_list() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let alice = r.designer("alice").await;
+    let r = router(dir.path(), Limits::default()).await;
+    let alice = r.designer().await;
     let mut c = r.designs(&alice);
     let mut names = Vec::new();
     for i in 1..=5u32 {
@@ -533,12 +459,12 @@ async fn designs_survive_a_restart_and_pages_walk_the_list() {
                 .name,
         );
     }
-    let admin_token = r.admin_token.clone();
+    let admin_token = r.admin.clone();
     r.stop().await;
 
-    let r = Router::start(dir.path(), Limits::default()).await;
+    let r = router(dir.path(), Limits::default()).await;
     assert_eq!(
-        r.admin_token, admin_token,
+        r.admin, admin_token,
         "the first-start token is not replaced"
     );
     let mut c = r.designs(&alice);
@@ -576,8 +502,8 @@ async fn designs_survive_a_restart_and_pages_walk_the_list() {
 #[tokio::test]
 async fn repair_creates_a_linked_design_that_checks_cleaner() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let mut c = r.designs(&r.designer("a").await);
+    let r = router(dir.path(), Limits::default()).await;
+    let mut c = r.designs(&r.designer().await);
     let d = upload(
         &mut c,
         "holes.stl",
@@ -612,8 +538,8 @@ async fn repair_creates_a_linked_design_that_checks_cleaner() {
 #[tokio::test]
 async fn health_reflection_grpc_web_and_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let addr = r.running.as_ref().unwrap().addr;
+    let r = router(dir.path(), Limits::default()).await;
+    let addr = r.addr();
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(r.channel.clone());
     let h = health
@@ -709,7 +635,7 @@ async fn health_reflection_grpc_web_and_auth() {
     );
     let call = http(format!(
         "POST /fabrouter.v1.AdminService/WhoAmI HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://shop.example\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAuthorization: Bearer {}\r\nContent-Length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0",
-        r.admin_token
+        r.admin
     ))
     .await;
     assert!(call.starts_with("HTTP/1.1 200"), "{call}");
@@ -731,8 +657,8 @@ async fn health_reflection_grpc_web_and_auth() {
 #[tokio::test]
 async fn estimates_are_computed_once_and_explain_refusals() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Router::start(dir.path(), Limits::default()).await;
-    let token = r.designer("a").await;
+    let r = router(dir.path(), Limits::default()).await;
+    let token = r.designer().await;
     let mut c = r.designs(&token);
     let boxed = upload(
         &mut c,
@@ -853,8 +779,8 @@ async fn pre_sliced_gcode_uploads_with_its_own_figures_and_bad_gcode_leaves_noth
         max_upload_bytes: 4 << 20,
         ..Limits::default()
     };
-    let r = Router::start(dir.path(), limits).await;
-    let alice = r.designer("alice").await;
+    let r = router(dir.path(), limits).await;
+    let alice = r.designer().await;
     let mut c = r.designs(&alice);
 
     let gcode = reference_gcode("prusaslicer_B__trimesh__20mm-xyz-cube.gcode.gz");
@@ -929,6 +855,6 @@ async fn pre_sliced_gcode_uploads_with_its_own_figures_and_bad_gcode_leaves_noth
         .unwrap()
         .into_inner();
     assert!(list.designs.is_empty(), "{:?}", list.designs);
-    assert!(r.blob_files().is_empty(), "{:?}", r.blob_files());
+    assert!(blob_files(&r).is_empty(), "{:?}", blob_files(&r));
     r.stop().await;
 }

@@ -2,13 +2,10 @@
 //! nodes that speak the real node protocol: routing, the job lifecycle, leases, fencing,
 //! idempotency and restarts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use fabrouter_api::v1 as pb;
-use fabrouter_api::v1::node_service_client::NodeServiceClient;
+use fabrouter_testkit::router::*;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -599,7 +596,8 @@ async fn a_restart_loses_no_job_in_any_state() {
             b.name
         );
     }
-    let printers = NodeServiceClient::with_interceptor(r.channel.clone(), Bearer(designer.clone()))
+    let printers = r
+        .nodes(&designer)
         .list_printers(pb::ListPrintersRequest::default())
         .await
         .unwrap()
@@ -635,6 +633,12 @@ async fn a_restart_loses_no_job_in_any_state() {
     r.stop().await;
 }
 
+/// `e` refuses the request as invalid with a message starting with `prefix` (the field).
+fn assert_invalid(e: &tonic::Status, prefix: &str) {
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with(prefix), "{}", e.message());
+}
+
 /// Client-controlled sizes are bounded before anything is kept: a hello declaring more printers
 /// than a node may have, an over-long failure reason from a node (cut, the job still fails with
 /// it), a label or material name of a megabyte, and a message over the decoding limit.
@@ -658,17 +662,12 @@ async fn oversized_fields_from_clients_and_nodes_are_refused_or_cut() {
         })),
     })
     .unwrap();
-    let mut client = NodeServiceClient::with_interceptor(r.channel.clone(), Bearer(creds.clone()));
+    let mut client = r.nodes(&creds);
     let e = client
         .node_session(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        e.message().starts_with("hello.printers has 1001 entries"),
-        "{}",
-        e.message()
-    );
+    assert_invalid(&e, "hello.printers has 1001 entries");
     assert!(r.state().store.list_printers().unwrap().is_empty());
 
     // A node's failure reason of 1 MiB is kept cut to the bound.
@@ -703,12 +702,7 @@ async fn oversized_fields_from_clients_and_nodes_are_refused_or_cut() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        e.message().starts_with("label is 1048576 bytes"),
-        "{}",
-        e.message()
-    );
+    assert_invalid(&e, "label is 1048576 bytes");
     let mut s = spec(&design, BERLIN);
     s.material = Some(pb::Material {
         kind: "P".repeat(1 << 20),
@@ -721,12 +715,7 @@ async fn oversized_fields_from_clients_and_nodes_are_refused_or_cut() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(
-        e.message().starts_with("spec.material.kind is"),
-        "{}",
-        e.message()
-    );
+    assert_invalid(&e, "spec.material.kind is");
     let e = jobs
         .cancel_job(pb::CancelJobRequest {
             name: job.name.clone(),

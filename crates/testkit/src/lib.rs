@@ -13,9 +13,18 @@
 //!   so libtest lists it as ignored with that reason and counts it in its summary;
 //! - when the test does run it first calls [`require`], which panics with the install hint if the
 //!   tool is absent: under `CI=true` (no cfg set) a missing tool is a failed test, not a skip.
+//!
+//! **Models.** [`cube_stl`] builds a binary STL cube.
+//!
+//! **The router harness** (feature `router`): fabd started in-process on loopback, clients with a
+//! bearer token, spec builders and a simulated node (`router` module). It is a feature so that
+//! build scripts, which use this crate too, do not build the server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+#[cfg(feature = "router")]
+pub mod router;
 
 /// An external tool some tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +111,34 @@ pub fn repo_root() -> PathBuf {
 /// A file or directory under the repository's `tests/data/`.
 pub fn data(rel: &str) -> PathBuf {
     repo_root().join("tests/data").join(rel)
+}
+
+/// A binary STL of an axis-aligned cube with edges of `size_mm`, one corner at the origin: 12
+/// facets, closed and outward-facing.
+pub fn cube_stl(size_mm: f32) -> Vec<u8> {
+    let v = |x: f32, y: f32, z: f32| [x * size_mm, y * size_mm, z * size_mm];
+    let quads = [
+        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
+        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
+        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
+        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
+        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
+        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
+    ];
+    let mut b = vec![0u8; 80];
+    b.extend_from_slice(&12u32.to_le_bytes());
+    for q in quads {
+        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
+            b.extend_from_slice(&[0u8; 12]);
+            for p in t {
+                for c in p {
+                    b.extend_from_slice(&c.to_le_bytes());
+                }
+            }
+            b.extend_from_slice(&[0, 0]);
+        }
+    }
+    b
 }
 
 /// For a crate's `build.rs`.
