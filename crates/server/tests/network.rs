@@ -9,6 +9,12 @@ use fabrouter_testkit::router::*;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
+/// Node `berlin` with one printer, `mk3` in Berlin, holding `held`.
+async fn berlin_mk3(r: &Router, creds: &str, held: Vec<pb::HeldJob>) -> SimNode {
+    let printers = vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)];
+    SimNode::connect(r, creds, "berlin", printers, held).await
+}
+
 #[tokio::test]
 async fn quote_picks_the_nearest_capable_printer_and_explains_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,14 +26,7 @@ async fn quote_picks_the_nearest_capable_printer_and_explains_the_rest() {
         r.node_credentials("munich").await,
         r.node_credentials("hamburg").await,
     );
-    let _na = SimNode::connect(
-        &r,
-        &a,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let _na = berlin_mk3(&r, &a, vec![]).await;
     let _nb = SimNode::connect(
         &r,
         &b,
@@ -112,14 +111,7 @@ async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
     let designer = r.designer().await;
     let design = r.cube(&designer, 20.0).await;
     let creds = r.node_credentials("berlin").await;
-    let mut node = SimNode::connect(
-        &r,
-        &creds,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let mut node = berlin_mk3(&r, &creds, vec![]).await;
     let mut jobs = r.jobs(&designer);
     let submit = pb::SubmitJobRequest {
         spec: Some(spec(&design, POTSDAM)),
@@ -241,14 +233,7 @@ async fn lease_expiry_reroutes_and_a_returning_node_is_fenced() {
         r.node_credentials("berlin").await,
         r.node_credentials("hamburg").await,
     );
-    let mut near = SimNode::connect(
-        &r,
-        &ca,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let mut near = berlin_mk3(&r, &ca, vec![]).await;
     let mut far = SimNode::connect(
         &r,
         &cb,
@@ -280,11 +265,9 @@ async fn lease_expiry_reroutes_and_a_returning_node_is_fenced() {
 
     // The old node comes back claiming epoch 1: fenced, and its reports change nothing.
     drop(near);
-    let mut back = SimNode::connect(
+    let mut back = berlin_mk3(
         &r,
         &ca,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
         vec![pb::HeldJob {
             job: job.name.clone(),
             epoch: 1,
@@ -352,14 +335,7 @@ async fn a_print_lost_with_its_node_is_rerouted_after_the_grace() {
         r.node_credentials("berlin").await,
         r.node_credentials("hamburg").await,
     );
-    let mut near = SimNode::connect(
-        &r,
-        &ca,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let mut near = berlin_mk3(&r, &ca, vec![]).await;
     let mut far = SimNode::connect(
         &r,
         &cb,
@@ -445,14 +421,7 @@ async fn cancel_reaches_the_node_and_quantity_spreads() {
         r.node_credentials("berlin").await,
         r.node_credentials("hamburg").await,
     );
-    let mut near = SimNode::connect(
-        &r,
-        &ca,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let mut near = berlin_mk3(&r, &ca, vec![]).await;
     let _far = SimNode::connect(
         &r,
         &cb,
@@ -527,14 +496,7 @@ async fn a_restart_loses_no_job_in_any_state() {
     let design = r.cube(&designer, 20.0).await;
     let ca = r.node_credentials("berlin").await;
     let cb = r.node_credentials("hamburg").await;
-    let mut node = SimNode::connect(
-        &r,
-        &ca,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let mut node = berlin_mk3(&r, &ca, vec![]).await;
     let mut jobs = r.jobs(&designer);
     let mut names = Vec::new();
     for k in 0..4 {
@@ -611,11 +573,9 @@ async fn a_restart_loses_no_job_in_any_state() {
 
     // The node reconnects holding only the print it was running: that one continues; the
     // assigned one it forgot is sent to it again.
-    let mut node = SimNode::connect(
+    let mut node = berlin_mk3(
         &r,
         &ca,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
         vec![pb::HeldJob {
             job: names[2].clone(),
             epoch: 1,
@@ -671,14 +631,7 @@ async fn oversized_fields_from_clients_and_nodes_are_refused_or_cut() {
     assert!(r.state().store.list_printers().unwrap().is_empty());
 
     // A node's failure reason of 1 MiB is kept cut to the bound.
-    let mut node = SimNode::connect(
-        &r,
-        &creds,
-        "berlin",
-        vec![printer("mk3", BERLIN, pb::Technology::Fdm, 200.0)],
-        vec![],
-    )
-    .await;
+    let mut node = berlin_mk3(&r, &creds, vec![]).await;
     let designer = r.designer().await;
     let design = r.cube(&designer, 20.0).await;
     let mut jobs = r.jobs(&designer);
