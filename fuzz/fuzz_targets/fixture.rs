@@ -11,8 +11,8 @@ use fabrouter_api::v1::job_service_client::JobServiceClient;
 use fabrouter_server::config::Config;
 use fabrouter_server::estimates::Profiles;
 use fabrouter_server::network::NetworkConfig;
+use fabrouter_testkit::router::{Authed, Bearer};
 use tokio::sync::{mpsc, oneshot};
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub struct Fixture {
@@ -32,73 +32,8 @@ pub fn get() -> &'static Fixture {
     FIXTURE.get_or_init(build)
 }
 
-#[derive(Clone)]
-struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let value = format!("Bearer {}", self.0).parse().expect("header value");
-        req.metadata_mut().insert("authorization", value);
-        Ok(req)
-    }
-}
-
-type Authed = InterceptedService<Channel, Bearer>;
-
 fn printer(id: &str, at: (f64, f64)) -> pb::PrinterSpec {
-    pb::PrinterSpec {
-        printer_id: id.into(),
-        technology: pb::Technology::Fdm as i32,
-        build_x_mm: 200.0,
-        build_y_mm: 200.0,
-        build_z_mm: 200.0,
-        nozzle_diameters_mm: vec![0.4],
-        materials: vec![pb::Material {
-            kind: "PLA".into(),
-            colour: "black".into(),
-        }],
-        profiles: vec!["prusaslicer-b".into()],
-        location: Some(pb::GeoPoint {
-            lat_deg: at.0,
-            lon_deg: at.1,
-        }),
-        price: Some(pb::PriceModel {
-            currency: "EUR".into(),
-            per_hour_minor: 200,
-            per_gram_minor: 5,
-            setup_fee_minor: 300,
-        }),
-        makerspace: format!("space-{id}"),
-        firmware_flavor: "marlin2".into(),
-    }
-}
-
-/// A closed 20 mm cube, binary STL.
-fn cube_stl() -> Vec<u8> {
-    let s = 20.0f32;
-    let v = |x: f32, y: f32, z: f32| [x * s, y * s, z * s];
-    let quads = [
-        [v(0., 0., 0.), v(0., 1., 0.), v(1., 1., 0.), v(1., 0., 0.)],
-        [v(0., 0., 1.), v(1., 0., 1.), v(1., 1., 1.), v(0., 1., 1.)],
-        [v(0., 0., 0.), v(1., 0., 0.), v(1., 0., 1.), v(0., 0., 1.)],
-        [v(0., 1., 0.), v(0., 1., 1.), v(1., 1., 1.), v(1., 1., 0.)],
-        [v(0., 0., 0.), v(0., 0., 1.), v(0., 1., 1.), v(0., 1., 0.)],
-        [v(1., 0., 0.), v(1., 1., 0.), v(1., 1., 1.), v(1., 0., 1.)],
-    ];
-    let mut b = vec![0u8; 80];
-    b.extend_from_slice(&12u32.to_le_bytes());
-    for q in quads {
-        for t in [[q[0], q[1], q[2]], [q[0], q[2], q[3]]] {
-            b.extend_from_slice(&[0u8; 12]);
-            for p in t {
-                for c in p {
-                    b.extend_from_slice(&c.to_le_bytes());
-                }
-            }
-            b.extend_from_slice(&[0, 0]);
-        }
-    }
-    b
+    fabrouter_testkit::router::printer(id, at, pb::Technology::Fdm, 200.0)
 }
 
 fn build() -> Fixture {
@@ -158,7 +93,7 @@ fn build() -> Fixture {
             .expect("designer token")
             .into_inner()
             .secret;
-        let stl = cube_stl();
+        let stl = fabrouter_testkit::cube_stl(20.0);
         let mut designs: DesignServiceClient<Authed> =
             DesignServiceClient::with_interceptor(channel.clone(), Bearer(designer.clone()));
         let upload = vec![
