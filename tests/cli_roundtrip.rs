@@ -1,7 +1,9 @@
 //! `fab` and `fabd` as separate processes, the way a user runs them: check offline, upload,
 //! list, stop fabd with SIGTERM, start it again, and find the design still there.
 
-use fabrouter::{FabNode, Fabd, VirtualPrinter, fab, fab_json, printer_toml, reference, wait_for};
+use fabrouter::{
+    FabNode, Fabd, VirtualPrinter, fab, fab_json, fab_secret, printer_toml, reference, wait_for,
+};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(
@@ -60,14 +62,11 @@ fn a_quote_without_options_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let fabd = Fabd::start(&dir.path().join("fabd"));
     let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
-    let designer = fab_json(
+    let designer = fab_secret(
         &server,
         &admin,
         &["admin", "token", "create", "--role", "designer"],
-    )["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    );
     let cube = reference("stl/trimesh__20mm-xyz-cube.stl");
     let design = fab_json(&server, &designer, &["upload", cube.to_str().unwrap()])["name"]
         .as_str()
@@ -103,10 +102,7 @@ fn a_quote_without_options_says_why() {
     );
 
     // A node whose printer's port does not exist: registered, offline.
-    let node_secret = fab_json(&server, &admin, &["admin", "node", "create", "lab"])["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let node_secret = fab_secret(&server, &admin, &["admin", "node", "create", "lab"]);
     let config = dir.path().join("node.toml");
     let missing = dir.path().join("no-such.tty");
     std::fs::write(

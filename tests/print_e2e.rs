@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use fabrouter::{
-    FabNode, Fabd, Tool, VirtualPrinter, fab_json, printer_toml, read_record, reference, require,
-    wait_for,
+    FabNode, Fabd, Tool, VirtualPrinter, fab_json, fab_secret, printer_toml, read_record,
+    reference, require, wait_for,
 };
 
 /// Where the customer is (Potsdam), the near makerspace (Berlin) and the far one (Hamburg).
@@ -67,22 +67,16 @@ fn nearest_printer_prints_and_a_dead_printer_hands_the_job_on() {
     let dir = tempfile::tempdir().unwrap();
     let fabd = Fabd::start(&dir.path().join("fabd"));
     let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
-    let designer = fab_json(
+    let designer = fab_secret(
         &server,
         &admin,
         &["admin", "token", "create", "--role", "designer"],
-    )["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let node_secret = fab_json(
+    );
+    let node_secret = fab_secret(
         &server,
         &admin,
         &["admin", "node", "create", "potsdam-area"],
-    )["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    );
 
     // Replies wait a millisecond so a print of the cube lasts long enough to be interrupted.
     let slow = ["--latency-ms", "1"];

@@ -329,3 +329,11 @@ makerspace = "{makerspace}"
         lon = at.1,
     )
 }
+
+/// Runs a `fab admin ... create` command and returns the secret it printed.
+pub fn fab_secret(server: &str, admin: &str, args: &[&str]) -> String {
+    fab_json(server, admin, args)["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("fab {args:?} printed no secret"))
+        .to_string()
+}
