@@ -193,6 +193,18 @@ impl Core {
                     epoch: r.epoch,
                 },
             ),
+            Msg::ResultAck(a) => {
+                // The router has the result durably: forget the job (only that epoch's).
+                let ours = {
+                    let held = self.ctx.lock_held();
+                    held.get(&a.job).is_some_and(|h| {
+                        h.epoch == a.epoch && matches!(h.status, HeldStatus::Finished { .. })
+                    })
+                };
+                if ours && let Err(e) = self.ctx.lock_held().remove(&a.job) {
+                    tracing::error!(job = %a.job, error = %e, "cannot remove the job's record");
+                }
+            }
             Msg::Fenced(f) => {
                 let finished = {
                     let held = self.ctx.lock_held();

@@ -18,8 +18,8 @@ pub enum HeldStatus {
     Preparing,
     /// Streaming to the printer.
     Printing,
-    /// Ended; the result goes to the router until the router confirms it (by fencing the job
-    /// once it no longer holds it as active).
+    /// Ended; the result goes to the router (again after every reconnect) until the router
+    /// confirms it with `ResultAck` (or `Fenced`) for this epoch.
     Finished {
         /// Completed.
         success: bool,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fabrouter_api::v1 as pb;
 use fabrouter_node::config::{Location, MaterialConfig, Price, PrinterConfig, Technology};
 use fabrouter_node::{NodeConfig, run_agent};
-use fabrouter_server::network::NetworkConfig;
+use fabrouter_server::NetworkConfig;
 use fabrouter_testkit::Tool;
 use fabrouter_testkit::router::{BERLIN, HAMBURG, Router, submit_one, wait_state_within};
 use tokio::sync::oneshot;

@@ -52,7 +52,7 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub limits: Limits,
-    pub network: crate::network::NetworkConfig,
+    pub network: fabrouter_router::NetworkConfig,
     /// Extra printer profiles (`*.toml`) beside the built-in ones.
     pub profiles_dir: Option<PathBuf>,
 }
@@ -69,7 +69,7 @@ pub struct FileConfig {
     pub cors_origins: Option<Vec<String>>,
     pub log_format: Option<LogFormat>,
     pub limits: Option<Limits>,
-    pub network: Option<crate::network::NetworkConfig>,
+    pub network: Option<fabrouter_router::NetworkConfig>,
     pub profiles_dir: Option<PathBuf>,
 }
 
@@ -185,7 +185,7 @@ impl Config {
             cors_origins: Vec::new(),
             log_format: LogFormat::Human,
             limits: Limits::default(),
-            network: crate::network::NetworkConfig::default(),
+            network: fabrouter_router::NetworkConfig::default(),
             profiles_dir: None,
         }
     }

@@ -46,7 +46,7 @@ impl Scan {
 pub struct Designs {
     pub state: Arc<State>,
     /// Tells whether a node holds a job for a design (the access rules let it download that).
-    pub net: Option<Arc<crate::network::Network>>,
+    pub net: Option<Arc<fabrouter_router::Network>>,
 }
 
 impl Designs {
@@ -67,7 +67,7 @@ impl Designs {
         let held = || {
             self.net
                 .as_ref()
-                .is_some_and(|n| n.node_holds_design(&who.credential, &names::design(id)))
+                .is_some_and(|n| n.node_holds_design(&who.credential, id))
         };
         access::design(
             who,

@@ -5,7 +5,10 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use fabrouter_router::Error;
+
 use crate::access::Denial;
+use crate::estimates::EstimateError;
 
 const DOMAIN: &str = "fabrouter";
 
@@ -55,5 +58,31 @@ pub fn store_status(e: fabrouter_store::StoreError) -> Status {
             tracing::error!(error = %other, "storage failure");
             Status::internal(format!("storage failure: {other}"))
         }
+    }
+}
+
+/// The router core's answer as its status: the one mapping from domain errors to codes.
+pub fn status(e: Error) -> Status {
+    match e {
+        Error::InvalidArgument { field, reason } => bad_request(field, reason),
+        Error::Denied(d) => denied(d),
+        Error::FailedPrecondition(reason) => Status::failed_precondition(reason),
+        Error::Illegal(t) => Status::failed_precondition(t.to_string()),
+        Error::Unavailable(reason) => Status::unavailable(reason),
+        Error::Store(e) => store_status(e),
+        e @ Error::NotDurable(_) => Status::internal(e.to_string()),
+        Error::Corrupt(reason) => {
+            tracing::error!(%reason, "unreadable record");
+            Status::internal(reason)
+        }
+    }
+}
+
+/// Why there is no estimate, as its status: the model's reasons are preconditions.
+pub fn estimate_status(e: EstimateError) -> Status {
+    match e {
+        EstimateError::Store(e) => store_status(e),
+        e @ EstimateError::Io(_) => Status::internal(e.to_string()),
+        e => Status::failed_precondition(e.to_string()),
     }
 }

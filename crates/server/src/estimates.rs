@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::State;
 use crate::access::{DesignUse, Rpc};
-use crate::errors::{bad_request, store_status};
+use crate::errors::bad_request;
 
 /// The profiles this router knows: the built-in ones plus `*.toml` files from the profiles
 /// directory, read once at start.
@@ -96,32 +96,55 @@ fn cache_key(sha256: &str, profile: &Profile) -> String {
     format!("estimate/{sha256}/{}", profile.content_hash())
 }
 
+/// Why a design has no estimate on a profile.
+#[derive(Debug, thiserror::Error)]
+pub enum EstimateError {
+    #[error(
+        "the design is pre-sliced G-code: its time and filament are the slicer's, in its G-code report"
+    )]
+    PreSliced,
+    #[error("the design cannot be read: {0}")]
+    Unreadable(String),
+    #[error("no estimate on profile {profile}: {reason}")]
+    NotOnProfile { profile: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] fabrouter_store::StoreError),
+    #[error("reading design bytes: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl EstimateError {
+    /// True when asking again cannot help (the model, not the machine, is the reason).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            EstimateError::PreSliced
+                | EstimateError::Unreadable(_)
+                | EstimateError::NotOnProfile { .. }
+        )
+    }
+}
+
 /// Estimates a design on a profile, from the cache when it can. Blocking: call it from a
 /// blocking thread. The error is the estimator's reason (does not fit, no layers, broken).
 pub fn estimate_design(
     state: &State,
     design: &DesignRecord,
     profile: &Profile,
-) -> Result<(est::Estimate, bool, f64), Status> {
+) -> Result<(est::Estimate, bool, f64), EstimateError> {
     if crate::designs::is_gcode(design) {
-        return Err(Status::failed_precondition(
-            "the design is pre-sliced G-code: its time and filament are the slicer's, in its G-code report",
-        ));
+        return Err(EstimateError::PreSliced);
     }
     let key = cache_key(&design.sha256, profile);
-    if let Some(bytes) = state.store.cache_get(&key).map_err(store_status)?
+    if let Some(bytes) = state.store.cache_get(&key)?
         && let Ok(e) = serde_json::from_slice::<est::Estimate>(&bytes)
     {
         return Ok((e, true, 0.0));
     }
     let bytes = {
-        let mut f = state
-            .store
-            .open_blob(&design.sha256)
-            .map_err(store_status)?;
+        let mut f = state.store.open_blob(&design.sha256)?;
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut buf)
-            .map_err(|e| Status::internal(format!("reading design bytes: {e}")))?;
+        std::io::Read::read_to_end(&mut f, &mut buf)?;
         buf
     };
     let limits = mesh::Limits {
@@ -129,11 +152,12 @@ pub fn estimate_design(
         max_triangles: state.config.limits.max_triangles,
         ..mesh::Limits::default()
     };
-    let m = mesh::parse_stl(&bytes, &limits)
-        .map_err(|e| Status::failed_precondition(format!("the design cannot be read: {e}")))?;
+    let m =
+        mesh::parse_stl(&bytes, &limits).map_err(|e| EstimateError::Unreadable(e.to_string()))?;
     let t = Instant::now();
-    let e = est::estimate(&m.triangles, profile).map_err(|e| {
-        Status::failed_precondition(format!("no estimate on profile {}: {e}", profile.name))
+    let e = est::estimate(&m.triangles, profile).map_err(|e| EstimateError::NotOnProfile {
+        profile: profile.name.clone(),
+        reason: e.to_string(),
     })?;
     let took = t.elapsed().as_secs_f64();
     if let Ok(json) = serde_json::to_vec(&e) {
@@ -150,7 +174,7 @@ pub fn estimate_for_routing(
     state: &State,
     design: &DesignRecord,
     profile: &Profile,
-) -> Result<(est::Estimate, bool, f64), Status> {
+) -> Result<(est::Estimate, bool, f64), EstimateError> {
     let mut p = profile.clone();
     let unbounded = fabrouter_scheduler::model::MAX_PART_EXTENT_MM;
     p.build_x_mm = p.build_x_mm.max(unbounded);
@@ -193,7 +217,8 @@ impl EstimateService for Estimates {
                     ),
                 )
             })?;
-            let (e, cached, took) = estimate_design(&this.state, &design, profile)?;
+            let (e, cached, took) = estimate_design(&this.state, &design, profile)
+                .map_err(crate::errors::estimate_status)?;
             let mut out = estimate_to_pb(&req.design, profile, &e);
             out.cached = cached;
             out.compute_time_s = took;

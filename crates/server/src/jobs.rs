@@ -1,23 +1,32 @@
 //! JobService: quotes, idempotent submissions, the job's life and its event history. The
-//! decisions and state changes live in `network`; this is the gRPC edge.
+//! decisions and state changes live in the router core (`fabrouter_router`); this is the gRPC
+//! edge: authentication, bounds, conversion and status mapping.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use fabrouter_api::v1 as pb;
 use fabrouter_api::v1::job_service_server::JobService;
-use prost::Message;
+use fabrouter_router::Network;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use crate::access::{JobUse, Rpc};
-use crate::bounds;
-use crate::errors::store_status;
-use crate::network::{Network, is_terminal};
+use crate::errors::status;
+use crate::{State, bounds, convert};
 
 #[derive(Clone)]
 pub struct Jobs {
+    pub state: Arc<State>,
     pub net: Arc<Network>,
+}
+
+/// Whether an event of the API's ends the job's history.
+fn is_terminal(state: i32) -> bool {
+    matches!(
+        pb::JobState::try_from(state),
+        Ok(pb::JobState::Completed | pb::JobState::Failed | pb::JobState::Cancelled)
+    )
 }
 
 type Events = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
@@ -32,19 +41,26 @@ impl JobService for Jobs {
         let net = self.net.clone();
         let res = async {
             // Refused callers never wait for a routing turn.
-            let who = net.state.authorize(request.metadata(), Rpc::QuoteJob)?;
-            bounds::job_spec(request.get_ref().spec.as_ref())?;
-            let turn = self.net.routing_turn().await?;
+            let who = self.state.authorize(request.metadata(), Rpc::QuoteJob)?;
+            let req = request.into_inner();
+            bounds::job_spec(req.spec.as_ref())?;
+            let spec = convert::spec_from(
+                req.spec
+                    .ok_or_else(|| crate::errors::bad_request("spec", "spec is required"))?,
+            );
+            let turn = self.net.routing_turn().await.map_err(status)?;
             // Estimating may slice the model: off the async threads.
             tokio::task::spawn_blocking(move || {
                 let _turn = turn;
-                net.quote(&who, request.get_ref())
+                net.quote(&who, &spec, req.max_options)
+                    .map(convert::quote)
+                    .map_err(status)
             })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
         }
         .await;
-        self.net.state.metrics.observe("QuoteJob", t, &res);
+        self.state.metrics.observe("QuoteJob", t, &res);
         res.map(Response::new)
     }
 
@@ -55,34 +71,54 @@ impl JobService for Jobs {
         let t = Instant::now();
         let net = self.net.clone();
         let res = async {
-            let who = net.state.authorize(request.metadata(), Rpc::SubmitJob)?;
-            let req = request.get_ref();
+            let who = self.state.authorize(request.metadata(), Rpc::SubmitJob)?;
+            let req = request.into_inner();
             bounds::job_spec(req.spec.as_ref())?;
             bounds::name("printer", &req.printer)?;
+            let spec = req.spec.map(convert::spec_from);
             // Routing takes well under a millisecond: it runs here, as a handoff to a blocking
             // thread and back would cost more than it saves. Only a design whose estimates are
             // not in memory yet (slicing may take seconds) goes to a blocking thread.
-            let (response, ticket) = match net.submit(&who, request.get_ref(), false)? {
+            let submitted = net
+                .submit(
+                    &who,
+                    spec.as_ref(),
+                    &req.printer,
+                    &req.idempotency_key,
+                    false,
+                )
+                .map_err(status)?;
+            let (submitted, ticket) = match submitted {
                 Some(done) => done,
                 None => {
-                    let turn = net.routing_turn().await?;
+                    let turn = net.routing_turn().await.map_err(status)?;
                     let net = net.clone();
                     tokio::task::spawn_blocking(move || {
                         let _turn = turn;
-                        net.submit(&who, request.get_ref(), true)
+                        net.submit(
+                            &who,
+                            spec.as_ref(),
+                            &req.printer,
+                            &req.idempotency_key,
+                            true,
+                        )
                     })
                     .await
-                    .map_err(|e| Status::internal(e.to_string()))??
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(status)?
                     .ok_or_else(|| Status::internal("estimates were computed but not kept"))?
                 }
             };
             // Acknowledged only once on disk; the wait shares one flush with every submit
             // that arrived meanwhile, and holds no thread.
-            self.net.durable(ticket).await?;
-            Ok(response)
+            self.net.durable(ticket).await.map_err(status)?;
+            Ok(pb::SubmitJobResponse {
+                jobs: submitted.jobs.iter().map(convert::job).collect(),
+                replayed: submitted.replayed,
+            })
         }
         .await;
-        self.net.state.metrics.observe("SubmitJob", t, &res);
+        self.state.metrics.observe("SubmitJob", t, &res);
         res.map(Response::new)
     }
 
@@ -92,12 +128,13 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::Job>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self.net.state.authorize(request.metadata(), Rpc::GetJob)?;
+            let who = self.state.authorize(request.metadata(), Rpc::GetJob)?;
             self.net
                 .job_for(&who, &request.get_ref().name, JobUse::Read)
-                .map(|(_, j)| j)
+                .map(|j| convert::job(&j))
+                .map_err(status)
         })();
-        self.net.state.metrics.observe("GetJob", t, &res);
+        self.state.metrics.observe("GetJob", t, &res);
         res.map(Response::new)
     }
 
@@ -107,39 +144,27 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            let who = self
-                .net
-                .state
-                .authorize(request.metadata(), Rpc::ListJobs)?;
+            let who = self.state.authorize(request.metadata(), Rpc::ListJobs)?;
             let req = request.get_ref();
-            let size = crate::page_size(req.page_size, self.net.state.config.limits.max_page_size);
+            let size = crate::page_size(req.page_size, self.state.config.limits.max_page_size);
             let after = crate::page_after(&req.page_token)?;
-            let mut recs = self
+            let mut jobs = self
                 .net
-                .state
-                .store
                 .list_jobs(&who.id, after, size + 1)
-                .map_err(store_status)?;
-            let more = recs.len() > size;
-            recs.truncate(size);
+                .map_err(status)?;
+            let more = jobs.len() > size;
+            jobs.truncate(size);
             let next = if more {
-                recs.last().map(|r| r.id.clone()).unwrap_or_default()
+                jobs.last().map(|j| j.id.clone()).unwrap_or_default()
             } else {
                 String::new()
             };
-            let jobs = recs
-                .iter()
-                .map(|r| {
-                    pb::Job::decode(r.job.as_slice())
-                        .map_err(|e| Status::internal(format!("stored job unreadable: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
             Ok(pb::ListJobsResponse {
-                jobs,
+                jobs: jobs.iter().map(convert::job).collect(),
                 next_page_token: next,
             })
         })();
-        self.net.state.metrics.observe("ListJobs", t, &res);
+        self.state.metrics.observe("ListJobs", t, &res);
         res.map(Response::new)
     }
 
@@ -149,15 +174,53 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::Job>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self
-                .net
-                .state
-                .authorize(request.metadata(), Rpc::CancelJob)?;
-            bounds::reason(&request.get_ref().reason)?;
-            self.net.cancel(&who, request.get_ref()).await
+            let who = self.state.authorize(request.metadata(), Rpc::CancelJob)?;
+            let req = request.get_ref();
+            bounds::reason(&req.reason)?;
+            self.net
+                .cancel(&who, &req.name, &req.reason)
+                .await
+                .map(|j| convert::job(&j))
+                .map_err(status)
         }
         .await;
-        self.net.state.metrics.observe("CancelJob", t, &res);
+        self.state.metrics.observe("CancelJob", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn pause_job(
+        &self,
+        request: Request<pb::PauseJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self.state.authorize(request.metadata(), Rpc::PauseJob)?;
+            self.net
+                .pause(&who, &request.get_ref().name)
+                .await
+                .map(|j| convert::job(&j))
+                .map_err(status)
+        }
+        .await;
+        self.state.metrics.observe("PauseJob", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn resume_job(
+        &self,
+        request: Request<pb::ResumeJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self.state.authorize(request.metadata(), Rpc::ResumeJob)?;
+            self.net
+                .resume(&who, &request.get_ref().name)
+                .await
+                .map(|j| convert::job(&j))
+                .map_err(status)
+        }
+        .await;
+        self.state.metrics.observe("ResumeJob", t, &res);
         res.map(Response::new)
     }
 
@@ -171,25 +234,25 @@ impl JobService for Jobs {
         // Subscribe before reading the history, so no event falls between the two.
         let mut live = self.net.subscribe();
         let res = (|| {
-            let who = self
+            let who = self.state.authorize(request.metadata(), Rpc::WatchJob)?;
+            let job = self
                 .net
-                .state
-                .authorize(request.metadata(), Rpc::WatchJob)?;
-            let (id, job) = self
+                .job_for(&who, &request.get_ref().name, JobUse::Read)
+                .map_err(status)?;
+            let history = self
                 .net
-                .job_for(&who, &request.get_ref().name, JobUse::Read)?;
-            let history = self.net.events_from(&id, request.get_ref().from_sequence)?;
-            Ok((id, job, history))
+                .events_from(&job.id, request.get_ref().from_sequence)
+                .map_err(status)?;
+            Ok((job.id.clone(), convert::job(&job), history))
         })();
-        self.net.state.metrics.observe("WatchJob", t, &res);
+        self.state.metrics.observe("WatchJob", t, &res);
         let (id, job, history) = res?;
-        let name = job.name.clone();
         let net = self.net.clone();
         let mut closing = self.net.closing();
         let stream = async_stream(move |tx| async move {
             let mut last = 0;
             let mut ended = is_terminal(job.state);
-            for e in history {
+            for e in history.iter().map(convert::event) {
                 last = e.sequence;
                 ended |= is_terminal(e.state) && e.kind != pb::JobEventKind::Rerouted as i32;
                 if tx.send(Ok(e)).await.is_err() {
@@ -201,10 +264,10 @@ impl JobService for Jobs {
                 .load_job(&id)
                 .ok()
                 .flatten()
-                .is_some_and(|j| is_terminal(j.state));
+                .is_some_and(|j| j.state.is_terminal());
             if ended || done {
                 let rest = net.events_from(&id, last + 1).unwrap_or_default();
-                for e in rest {
+                for e in rest.iter().map(convert::event) {
                     if tx.send(Ok(e)).await.is_err() {
                         return;
                     }
@@ -222,7 +285,8 @@ impl JobService for Jobs {
                     }
                 };
                 match next {
-                    Ok(e) if e.job == name && e.sequence > last => {
+                    Ok(e) if e.job == id && e.sequence > last => {
+                        let e = convert::event(&e);
                         last = e.sequence;
                         let end = is_terminal(e.state);
                         if tx.send(Ok(e)).await.is_err() || end {
@@ -235,7 +299,7 @@ impl JobService for Jobs {
                         let Ok(rest) = net.events_from(&id, last + 1) else {
                             return;
                         };
-                        for e in rest {
+                        for e in rest.iter().map(convert::event) {
                             last = e.sequence;
                             let end = is_terminal(e.state);
                             if tx.send(Ok(e)).await.is_err() || end {

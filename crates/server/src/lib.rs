@@ -3,25 +3,32 @@
 //! CORS, optional TLS) and the Prometheus endpoint until its shutdown future resolves, then
 //! flushes the store. `fabd` (src/main.rs), the tests and the `fab demo` embed the same function.
 //!
+//! This crate is the gRPC edge of the router. The decisions (registry, quoting, submission,
+//! the job state machine, the node protocol's rules, leases) live in the domain core,
+//! `fabrouter_router`, which knows nothing of gRPC; here are authentication, conversion between
+//! the API's messages and the core's types ([`convert`]) and the mapping of errors to statuses
+//! ([`errors`], one place).
+//!
 //! Components: [`config`] (read once at start), [`auth`] (tokens to principals), [`access`]
-//! (who may call what and touch which resource, for every service), [`designs`]
-//! (uploads and mesh checks), [`admin`] (tokens, node identities), [`network`] (printer
-//! registry, routing, durable job lifecycle, leases and fencing) with its gRPC edges [`jobs`]
-//! and [`nodes`], [`metrics`], [`errors`] (statuses with details), [`estimates`] (slice-estimates
-//! per design and profile, cached).
+//! (the core's rules of who may call what and touch which resource), [`designs`] (uploads and
+//! mesh checks), [`admin`] (tokens, node identities), [`jobs`] and [`nodes`] (the edges of the
+//! core's `Network`), [`catalog`] (designs and estimates as the core sees them), [`metrics`],
+//! [`estimates`] (slice-estimates per design and profile, cached).
 
-pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod bounds;
+pub mod catalog;
 pub mod config;
+pub mod convert;
 pub mod designs;
 pub mod errors;
 pub mod estimates;
 pub mod jobs;
 pub mod metrics;
-pub mod network;
 pub mod nodes;
+
+pub use fabrouter_router::{NetworkConfig, access};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -96,7 +103,7 @@ pub struct Running {
     /// Where the first-start admin token was written, if it was created by this start.
     pub new_admin_token: Option<PathBuf>,
     pub state: Arc<State>,
-    pub network: Arc<network::Network>,
+    pub network: Arc<fabrouter_router::Network>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -212,14 +219,29 @@ pub async fn start(
     let profiles = Arc::new(estimates::Profiles::load(
         state.config.profiles_dir.as_deref(),
     )?);
-    let net = network::Network::load(state.clone(), state.config.network, profiles.clone())?;
+    let net = fabrouter_router::Network::load(
+        state.store.clone(),
+        Arc::new(convert::ProstCodec),
+        Arc::new(catalog::StoreCatalog {
+            state: state.clone(),
+            profiles: profiles.clone(),
+        }),
+        state.config.network,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot restore the network from the store: {e}"))?;
     net.spawn_lease_monitor();
     let designs = designs::Designs {
         state: state.clone(),
         net: Some(net.clone()),
     };
-    let jobs = jobs::Jobs { net: net.clone() };
-    let nodes = nodes::Nodes { net: net.clone() };
+    let jobs = jobs::Jobs {
+        state: state.clone(),
+        net: net.clone(),
+    };
+    let nodes = nodes::Nodes {
+        state: state.clone(),
+        net: net.clone(),
+    };
     use pb::admin_service_server::AdminServiceServer;
     use pb::design_service_server::DesignServiceServer;
     use pb::estimate_service_server::EstimateServiceServer;

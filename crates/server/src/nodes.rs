@@ -8,12 +8,15 @@ use fabrouter_api::v1::node_service_server::NodeService;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use fabrouter_router::Network;
+
 use crate::access::Rpc;
-use crate::errors::bad_request;
-use crate::network::Network;
+use crate::errors::{bad_request, status};
+use crate::{State, convert};
 
 #[derive(Clone)]
 pub struct Nodes {
+    pub state: Arc<State>,
     pub net: Arc<Network>,
 }
 
@@ -28,18 +31,22 @@ impl NodeService for Nodes {
     ) -> Result<Response<pb::ListPrintersResponse>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.net
-                .state
+            self.state
                 .authorize(request.metadata(), Rpc::ListPrinters)?;
             let req = request.get_ref();
-            let size = crate::page_size(req.page_size, self.net.state.config.limits.max_page_size);
+            let size = crate::page_size(req.page_size, self.state.config.limits.max_page_size);
             let all = self.net.printers();
             let start = if req.page_token.is_empty() {
                 0
             } else {
                 all.partition_point(|p| p.name.as_str() <= req.page_token.as_str())
             };
-            let page: Vec<_> = all.into_iter().skip(start).take(size + 1).collect();
+            let page: Vec<_> = all
+                .iter()
+                .skip(start)
+                .take(size + 1)
+                .map(convert::printer)
+                .collect();
             let more = page.len() > size;
             let mut printers = page;
             printers.truncate(size);
@@ -52,7 +59,7 @@ impl NodeService for Nodes {
                 printers,
             })
         })();
-        self.net.state.metrics.observe("ListPrinters", t, &res);
+        self.state.metrics.observe("ListPrinters", t, &res);
         res.map(Response::new)
     }
 
@@ -62,17 +69,16 @@ impl NodeService for Nodes {
     ) -> Result<Response<pb::Printer>, Status> {
         let t = Instant::now();
         let res = (|| {
-            self.net
-                .state
-                .authorize(request.metadata(), Rpc::GetPrinter)?;
+            self.state.authorize(request.metadata(), Rpc::GetPrinter)?;
             let name = &request.get_ref().name;
             self.net
                 .printers()
-                .into_iter()
+                .iter()
                 .find(|p| &p.name == name)
+                .map(convert::printer)
                 .ok_or_else(|| Status::not_found(format!("{name} not found")))
         })();
-        self.net.state.metrics.observe("GetPrinter", t, &res);
+        self.state.metrics.observe("GetPrinter", t, &res);
         res.map(Response::new)
     }
 
@@ -82,10 +88,7 @@ impl NodeService for Nodes {
         &self,
         request: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::NodeSessionStream>, Status> {
-        let who = self
-            .net
-            .state
-            .authorize(request.metadata(), Rpc::NodeSession)?;
+        let who = self.state.authorize(request.metadata(), Rpc::NodeSession)?;
         let node = who.credential.clone();
         let mut inbound = request.into_inner();
         let first = inbound
@@ -96,6 +99,7 @@ impl NodeService for Nodes {
             return Err(bad_request("hello", "the first message must be NodeHello"));
         };
         crate::bounds::node_hello(&hello)?;
+        let hello = convert::hello_from(hello);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let net = self.net.clone();
         let session = {
@@ -103,7 +107,8 @@ impl NodeService for Nodes {
             let node = node.clone();
             tokio::task::spawn_blocking(move || net.node_connected(&node, &hello, tx))
                 .await
-                .map_err(|e| Status::internal(e.to_string()))??
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(status)?
         };
         let mut closing = self.net.closing();
         tokio::spawn(async move {
@@ -120,9 +125,12 @@ impl NodeService for Nodes {
                             tracing::warn!(node = %node, "node message dropped: {why}");
                             continue;
                         }
+                        let Some(report) = convert::report_from(m) else {
+                            continue;
+                        };
                         let (net, node) = (net.clone(), node.clone());
                         let _ = tokio::task::spawn_blocking(move || {
-                            net.node_message(&node, session, m)
+                            net.node_message(&node, session, report)
                         })
                         .await;
                     }
@@ -136,7 +144,10 @@ impl NodeService for Nodes {
             net.node_disconnected(&node, session);
         });
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|m| {
+                m.map(convert::command)
+                    .map_err(|hangup| Status::unavailable(hangup.0))
+            }),
         )))
     }
 }

@@ -39,6 +39,8 @@ JobService/SubmitJob           OK    NF       NF          PD       OK    PD     
 JobService/GetJob              OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
 JobService/ListJobs            OK    OK       OK          PD       OK    PD     PD   UA      UA   UA
 JobService/CancelJob           OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+JobService/PauseJob            OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
+JobService/ResumeJob           OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
 JobService/WatchJob            OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
 NodeService/ListPrinters       OK    OK       OK          OK       OK    PD     PD   UA      UA   UA
 NodeService/GetPrinter         OK    OK       OK          OK       OK    PD     PD   UA      UA   UA
@@ -64,10 +66,12 @@ const CALLERS: [&str; 10] = [
 ];
 
 /// RPCs whose allowed call destroys or changes its resource: each cell gets its own.
-const FRESH_RESOURCE: [&str; 3] = [
+const FRESH_RESOURCE: [&str; 5] = [
     "DesignService/DeleteDesign",
     "DesignService/RepairDesign",
     "JobService/CancelJob",
+    "JobService/PauseJob",
+    "JobService/ResumeJob",
 ];
 
 const PROFILE: &str = "prusaslicer-b";
@@ -198,6 +202,8 @@ struct World {
     design: String,
     job: String,
     holder: SimNode,
+    /// The epoch of the newest job the holder was given.
+    epoch: u64,
     cells: u32,
 }
 
@@ -240,6 +246,7 @@ impl World {
             owner,
             creds,
             holder,
+            epoch: 0,
             cells: 0,
         };
         (w.design, w.job) = w.design_with_job().await;
@@ -255,13 +262,43 @@ impl World {
             .await
             .name;
         // The holder really has it: the assignment came down its stream.
-        while self.holder.assignment().await.job != job {}
+        let epoch = loop {
+            let a = self.holder.assignment().await;
+            if a.job == job {
+                break a.epoch;
+            }
+        };
+        self.epoch = epoch;
         (design, job)
+    }
+
+    /// Brings a fresh job to the state the RPC acts on: printing for a pause, paused for a
+    /// resume (so that an allowed call succeeds and a refused one could have changed it).
+    async fn ready_for(&mut self, rpc: &str, job: &str) {
+        if !matches!(rpc, "JobService/PauseJob" | "JobService/ResumeJob") {
+            return;
+        }
+        let mut jobs = self.r.jobs(&self.owner);
+        self.holder.progress(job, self.epoch, 0.3);
+        wait_state(&mut jobs, job, pb::JobState::Printing).await;
+        if rpc == "JobService/ResumeJob" {
+            jobs.pause_job(pb::PauseJobRequest { name: job.into() })
+                .await
+                .unwrap();
+            loop {
+                if let pb::router_message::Msg::Pause(p) = self.holder.next().await {
+                    assert_eq!(p.job, job);
+                    break;
+                }
+            }
+        }
     }
 
     async fn target(&mut self, rpc: &str) -> Target {
         let (design, job) = if FRESH_RESOURCE.contains(&rpc) {
-            self.design_with_job().await
+            let (design, job) = self.design_with_job().await;
+            self.ready_for(rpc, &job).await;
+            (design, job)
         } else {
             (self.design.clone(), self.job.clone())
         };
@@ -396,6 +433,16 @@ impl World {
                         reason: String::new(),
                     })
                     .await?;
+            }
+            "JobService/PauseJob" => {
+                let j = jobs().pause_job(pb::PauseJobRequest { name: job }).await?;
+                assert_eq!(j.into_inner().state, pb::JobState::Paused as i32);
+            }
+            "JobService/ResumeJob" => {
+                let j = jobs()
+                    .resume_job(pb::ResumeJobRequest { name: job })
+                    .await?;
+                assert_eq!(j.into_inner().state, pb::JobState::Printing as i32);
             }
             "JobService/WatchJob" => {
                 let mut s = jobs()

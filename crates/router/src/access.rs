@@ -1,6 +1,6 @@
 //! Who may do what: the one place that states, for every RPC and every resource, which callers
-//! are let through. The services ask here and nowhere else; errors.rs turns a [`Denial`] into
-//! a gRPC status. This module knows nothing of gRPC (it is meant to move into a domain crate).
+//! are let through. The services ask here and nowhere else; the gRPC edge turns a [`Denial`]
+//! into a status. The RPCs are named here as operations of the API; nothing here speaks gRPC.
 //!
 //! Every call is decided in three steps, each with its own answer:
 //!
@@ -18,9 +18,9 @@
 //!
 //! | role        | designs                                   | jobs                              | printers, profiles | tokens, node ids | NodeSession |
 //! |-------------|-------------------------------------------|-----------------------------------|--------------------|------------------|-------------|
-//! | designer    | upload; list, read, repair, delete, download own | quote, submit on own designs; list, read, watch, cancel own | read | - | - |
+//! | designer    | upload; list, read, repair, delete, download own | quote, submit on own designs; list, read, watch, cancel, pause, resume own | read | - | - |
 //! | marketplace | as a designer: its own uploads only       | as a designer: its own jobs only  | read               | -                | -           |
-//! | admin       | upload; list own; read, repair, delete, download any | quote, submit on any design; list own; read, watch, cancel any | read | manage | - |
+//! | admin       | upload; list own; read, repair, delete, download any | quote, submit on any design; list own; read, watch, cancel, pause, resume any | read | manage | - |
 //! | operator    | -                                         | -                                 | read (the fleet)   | -                | -           |
 //! | node        | download, for a job assigned to it now    | - (reports on its stream)         | -                  | -                | its own     |
 //!
@@ -104,6 +104,8 @@ pub enum Rpc {
     GetJob,
     ListJobs,
     CancelJob,
+    PauseJob,
+    ResumeJob,
     WatchJob,
     ListPrinters,
     GetPrinter,
@@ -129,7 +131,7 @@ const NODES: &[Role] = &[Node];
 const ANYONE: &[Role] = &[Designer, Operator, Marketplace, Admin, Node, Role::Unknown];
 
 impl Rpc {
-    pub const ALL: [Rpc; 23] = [
+    pub const ALL: [Rpc; 25] = [
         Rpc::UploadDesign,
         Rpc::GetDesign,
         Rpc::ListDesigns,
@@ -144,6 +146,8 @@ impl Rpc {
         Rpc::GetJob,
         Rpc::ListJobs,
         Rpc::CancelJob,
+        Rpc::PauseJob,
+        Rpc::ResumeJob,
         Rpc::WatchJob,
         Rpc::ListPrinters,
         Rpc::GetPrinter,
@@ -171,6 +175,8 @@ impl Rpc {
             | Rpc::GetJob
             | Rpc::ListJobs
             | Rpc::CancelJob
+            | Rpc::PauseJob
+            | Rpc::ResumeJob
             | Rpc::WatchJob => "JobService",
             Rpc::ListPrinters | Rpc::GetPrinter | Rpc::NodeSession => "NodeService",
             Rpc::CreateToken
@@ -199,6 +205,8 @@ impl Rpc {
             Rpc::GetJob => "GetJob",
             Rpc::ListJobs => "ListJobs",
             Rpc::CancelJob => "CancelJob",
+            Rpc::PauseJob => "PauseJob",
+            Rpc::ResumeJob => "ResumeJob",
             Rpc::WatchJob => "WatchJob",
             Rpc::ListPrinters => "ListPrinters",
             Rpc::GetPrinter => "GetPrinter",
@@ -228,6 +236,8 @@ impl Rpc {
             | Rpc::GetJob
             | Rpc::ListJobs
             | Rpc::CancelJob
+            | Rpc::PauseJob
+            | Rpc::ResumeJob
             | Rpc::WatchJob => CUSTOMERS,
             // The fleet is public to the router's users (designers pick printers from it).
             Rpc::ListPrinters | Rpc::GetPrinter | Rpc::ListProfiles => TOKEN_HOLDERS,
@@ -254,6 +264,8 @@ impl Rpc {
             Rpc::GetJob => "reading a job",
             Rpc::ListJobs => "listing jobs",
             Rpc::CancelJob => "cancelling a job",
+            Rpc::PauseJob => "pausing a job",
+            Rpc::ResumeJob => "resuming a job",
             Rpc::WatchJob => "watching a job",
             Rpc::ListPrinters => "listing printers",
             Rpc::GetPrinter => "reading a printer",
@@ -337,6 +349,8 @@ pub enum JobUse {
     /// The job and its events.
     Read,
     Cancel,
+    /// Pause and resume.
+    Control,
 }
 
 /// Step 3 for a job: `owner` is the owning principal's id, `None` when there is no such job.
@@ -351,6 +365,7 @@ pub fn job(who: &Principal, use_: JobUse, name: &str, owner: Option<&str>) -> Re
                 match use_ {
                     JobUse::Read => "read",
                     JobUse::Cancel => "cancel",
+                    JobUse::Control => "pause or resume",
                 }
             )));
         }
