@@ -10,7 +10,8 @@
 //!   before printing).
 //! - [`reply`]: what one firmware line means ([`reply::parse_reply`]).
 //! - [`session`]: the connection task and the [`PrinterHandle`] that drives it; [`Event`]s come
-//!   out of a channel.
+//!   out of a channel. Inside it: the handle, the handshake, the job, temperature and progress
+//!   reports, around a thin I/O loop.
 //! - `window` (private): line numbering, the history, resends, the `ok` window and the reply
 //!   timer as a state machine without I/O, fed events with their time.
 //! - [`serial`]: opening a real serial port.
