@@ -1,197 +1,38 @@
-//! The connection task: owns the byte stream, runs the handshake, numbers and frames lines,
-//! keeps the history for resends, enforces the `ok` window, watches timeouts, reads the job
-//! file as it goes and reports events. One task per printer; the [`PrinterHandle`] talks to it
-//! over a channel so nothing else ever touches the port.
+//! The connection task: owns the byte stream and is the only code that touches it. One task
+//! per printer; the [`PrinterHandle`] talks to it over a channel.
+//!
+//! This file is the I/O loop: it reads firmware lines, waits for requests and timers, and writes
+//! whatever the protocol layers decide. The decisions live elsewhere: line numbering, the `ok`
+//! window and resends in `crate::window` (no I/O), the handshake in `handshake`, the job in
+//! `job`, temperatures and progress in `reports`, the public handle in `handle`.
+
+mod handle;
+mod handshake;
+mod job;
+mod reports;
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::sleep_until;
+
+pub use handle::{PrinterHandle, connect};
 
 use crate::config::BridgeConfig;
 use crate::error::BridgeError;
-use crate::events::{Event, FirmwareInfo, JobStats, Outcome, PrinterState, Progress};
-use crate::gcode::{self, GcodeJob, GcodeReader, Item, Marker};
-use crate::reply::{ErrorClass, HostAction, Reply, Temperatures, parse_reply};
+use crate::events::{Event, FirmwareInfo, JobStats, PrinterState};
+use crate::reply::{ErrorClass, Reply, parse_reply};
+use crate::window::{Backlog, LineWindow, Resend, STATUS_QUERY, Timeout};
+use handle::Control;
+use handshake::Link;
+use job::ActiveJob;
 
 /// Longest firmware line kept; longer ones are cut (noise on the line, not protocol).
 const MAX_REPLY_BYTES: usize = 4096;
-/// Requests queued from handles before senders wait.
-const CONTROL_QUEUE: usize = 32;
-
-type Ack = oneshot::Sender<Result<(), BridgeError>>;
-
-enum Control {
-    Start(Box<GcodeJob>, Ack),
-    Pause(Ack),
-    Resume(Ack),
-    Cancel(Ack),
-    EmergencyStop(Ack),
-    Command(String, Ack),
-    Prompt(String, Ack),
-    Disconnect(Ack),
-}
-
-/// Drives one connected printer. Cheap to clone; every clone talks to the same connection.
-#[derive(Clone, Debug)]
-pub struct PrinterHandle {
-    tx: mpsc::Sender<Control>,
-    firmware: FirmwareInfo,
-}
-
-impl PrinterHandle {
-    /// What the firmware reported at connect.
-    pub fn firmware(&self) -> &FirmwareInfo {
-        &self.firmware
-    }
-
-    async fn ask(&self, make: impl FnOnce(Ack) -> Control) -> Result<(), BridgeError> {
-        let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(make(ack))
-            .await
-            .map_err(|_| BridgeError::Closed)?;
-        rx.await.map_err(|_| BridgeError::Closed)?
-    }
-
-    /// Starts streaming a validated job. Fails unless the printer is operational and idle.
-    pub async fn start(&self, job: GcodeJob) -> Result<(), BridgeError> {
-        self.ask(|a| Control::Start(Box::new(job), a)).await
-    }
-
-    /// Pauses at the next safe point: lines already sent finish, then the pause G-code runs.
-    pub async fn pause(&self) -> Result<(), BridgeError> {
-        self.ask(Control::Pause).await
-    }
-
-    /// Resumes a paused job (resume G-code first).
-    pub async fn resume(&self) -> Result<(), BridgeError> {
-        self.ask(Control::Resume).await
-    }
-
-    /// Stops streaming; lines already sent finish, then the end G-code runs.
-    pub async fn cancel(&self) -> Result<(), BridgeError> {
-        self.ask(Control::Cancel).await
-    }
-
-    /// Sends M112 at once, ahead of anything queued; the job fails and the printer halts.
-    pub async fn emergency_stop(&self) -> Result<(), BridgeError> {
-        self.ask(Control::EmergencyStop).await
-    }
-
-    /// Sends one command (numbered, with resends) when no job is streaming, or while paused;
-    /// e.g. `M876 S1` to answer a prompt.
-    pub async fn command(&self, command: &str) -> Result<(), BridgeError> {
-        let cmd = gcode::clean_line(command).unwrap_or_default().to_string();
-        if let Some(reason) = gcode::unsendable(&cmd) {
-            return Err(BridgeError::BadCommand(reason));
-        }
-        self.ask(|a| Control::Command(cmd, a)).await
-    }
-
-    /// Answers a printer prompt (`//action:prompt_*`) with button `choice` (`M876 S<choice>`).
-    pub async fn answer_prompt(&self, choice: u32) -> Result<(), BridgeError> {
-        let cmd = format!("M876 S{choice}");
-        self.ask(|a| Control::Prompt(cmd, a)).await
-    }
-
-    /// Closes the connection (fails a running job).
-    pub async fn disconnect(&self) -> Result<(), BridgeError> {
-        self.ask(Control::Disconnect).await
-    }
-}
-
-/// Connects over any byte stream: runs the handshake (M110, M115, autoreport) and returns the
-/// handle and the event stream once the firmware answered.
-pub async fn connect<S>(
-    stream: S,
-    config: BridgeConfig,
-) -> Result<(PrinterHandle, mpsc::UnboundedReceiver<Event>), BridgeError>
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(stream);
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let session = Session::new(read, write, config, events_tx, ready_tx);
-    tokio::spawn(session.run(control_rx));
-    let firmware = ready_rx.await.map_err(|_| BridgeError::Closed)??;
-    Ok((
-        PrinterHandle {
-            tx: control_tx,
-            firmware,
-        },
-        events_rx,
-    ))
-}
-
-/// A line sent and not yet acknowledged.
-#[derive(Debug)]
-struct InFlight {
-    line: Option<u64>,
-    bytes: usize,
-    long: bool,
-    /// M109/M190/M191: M108 can break it.
-    heating_wait: bool,
-    /// M105: its `ok` carries temperatures.
-    status_query: bool,
-    sent_at: Instant,
-}
-
-/// Handshake progress.
-#[derive(Debug, PartialEq)]
-enum Link {
-    Detecting {
-        next_hello: Instant,
-        give_up: Instant,
-        /// `M110 N0` went out since the (re)start: only an `ok` after it answers the
-        /// handshake; an earlier one is left over from before and numbering would not be reset.
-        greeted: bool,
-    },
-    Capabilities {
-        give_up: Instant,
-        named: bool,
-    },
-    Ready,
-    Halted,
-    Closed,
-}
-
-#[derive(Debug, PartialEq, Clone, Copy)]
-enum Phase {
-    Streaming,
-    Pausing,
-    Paused,
-    Cancelling,
-}
-
-struct ActiveJob {
-    job: GcodeJob,
-    reader: GcodeReader<tokio::fs::File>,
-    eof: bool,
-    phase: Phase,
-    /// Park/end G-code of the current phase change has been queued.
-    epilogue_queued: bool,
-    started: Instant,
-    lines_sent: u64,
-    layer: u32,
-    layer_total: Option<u32>,
-    layer_pending: bool,
-    layer_z: Option<f32>,
-    m73_remaining: Option<(Duration, Instant)>,
-    last_progress: Instant,
-    /// A job line read but not yet sent for lack of room.
-    held: Option<String>,
-    /// Progress changed since the last report.
-    progress_due: bool,
-    /// Report progress after the next line regardless of the interval (M73 seen).
-    progress_now: bool,
-}
 
 struct Session<R, W> {
     reader: BufReader<ReadHalf<R>>,
@@ -203,31 +44,8 @@ struct Session<R, W> {
     link: Link,
     state: PrinterState,
     firmware: FirmwareInfo,
-
-    /// N of the next new numbered line.
-    next_line: u64,
-    /// N of the next numbered line to transmit; below `next_line` while resending.
-    cursor: u64,
-    /// Framed numbered lines sent, oldest first.
-    history: VecDeque<(u64, String)>,
-    in_flight: VecDeque<InFlight>,
-    /// A resend request came; its `ok` has not (deadline for acting as if it had).
-    resend_ok_due: Option<Instant>,
-    /// Line of the last rewind.
-    last_rewind: Option<u64>,
-    /// After a rewind with lines in flight: nothing is sent before this (extended while
-    /// duplicate requests arrive).
-    resend_hold: Option<Instant>,
-    /// Shortest send-to-`ok` time seen (decaying): the link's round trip.
-    rtt_min: Option<Duration>,
-    resend_streak: (u64, u32),
-    advanced_ok: bool,
-    buffer_slots: usize,
-    busy_protocol: bool,
-    last_rx: Instant,
-    /// Last acknowledgement or keepalive (`ok`, `busy:`, `wait`, resend request).
-    last_alive: Instant,
-    consecutive_timeouts: u32,
+    /// Numbering, history, resends, the `ok` window and the reply timer.
+    window: LineWindow,
     /// Numbered commands waiting to go out ahead of job lines (park, end, user commands).
     control_queue: VecDeque<String>,
     job: Option<ActiveJob>,
@@ -235,12 +53,8 @@ struct Session<R, W> {
     autoreport: bool,
     next_poll: Instant,
     heating: bool,
-    /// Line numbering must be reset (after a failed resend) before numbered lines go out.
-    renumber: bool,
     /// Emergency-parser commands (M108) sent ahead of everything, outside the window.
     urgent: Vec<&'static str>,
-    /// The firmware answers M105 with `ok T:...` (learned from the first such reply).
-    ok_carries_temperatures: bool,
 }
 
 impl<R, W> Session<R, W>
@@ -260,40 +74,20 @@ where
             reader: BufReader::new(read),
             writer: write,
             rx_buf: Vec::with_capacity(256),
-            link: Link::Detecting {
-                next_hello: now,
-                give_up: now + cfg.detect_timeout,
-                greeted: false,
-            },
+            link: Link::detecting(now, &cfg),
+            window: LineWindow::new(&cfg, now),
             cfg,
             events,
             ready: Some(ready),
             state: PrinterState::Connecting,
             firmware: FirmwareInfo::default(),
-            next_line: 1,
-            cursor: 1,
-            history: VecDeque::new(),
-            in_flight: VecDeque::new(),
-            resend_ok_due: None,
-            last_rewind: None,
-            resend_hold: None,
-            rtt_min: None,
-            resend_streak: (0, 0),
-            advanced_ok: false,
-            buffer_slots: 1,
-            busy_protocol: false,
-            last_rx: now,
-            last_alive: now,
-            consecutive_timeouts: 0,
-            control_queue: VecDeque::new(),
+            control_queue: Default::default(),
             job: None,
             stats: JobStats::default(),
             autoreport: false,
             next_poll: now,
             heating: false,
-            renumber: false,
             urgent: Vec::new(),
-            ok_carries_temperatures: false,
         }
     }
 }
@@ -323,7 +117,7 @@ where
                 return Ok(());
             }
             self.pump().await?;
-            let deadline = self.next_deadline();
+            let deadline = tokio::time::Instant::from_std(self.next_deadline());
             tokio::select! {
                 read = read_reply(&mut self.reader, &mut self.rx_buf) => {
                     let n = read?;
@@ -376,22 +170,6 @@ where
         }
     }
 
-    fn window(&self) -> usize {
-        if self.advanced_ok && self.cfg.pipelining {
-            self.buffer_slots.clamp(1, self.cfg.max_window.max(1))
-        } else {
-            1
-        }
-    }
-
-    fn has_room(&self, bytes: usize) -> bool {
-        if self.in_flight.is_empty() {
-            return true;
-        }
-        let in_bytes: usize = self.in_flight.iter().map(|f| f.bytes).sum();
-        self.in_flight.len() < self.window() && in_bytes + bytes <= self.cfg.rx_buffer_bytes
-    }
-
     async fn write_line(&mut self, text: &str) -> Result<(), BridgeError> {
         tracing::trace!(">> {text}");
         let mut bytes = Vec::with_capacity(text.len() + 1);
@@ -402,318 +180,56 @@ where
         Ok(())
     }
 
-    /// Sends an unnumbered host command (status queries; never job content).
-    async fn send_unnumbered(&mut self, command: &str, tracked: bool) -> Result<(), BridgeError> {
-        self.write_line(command).await?;
-        if tracked {
-            self.in_flight.push_back(InFlight {
-                line: None,
-                bytes: command.len() + 1,
-                long: gcode::is_long_command(command),
-                heating_wait: gcode::is_heating_wait(command),
-                status_query: gcode::command_word(command).eq_ignore_ascii_case("M105"),
-                sent_at: Instant::now(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Numbers, frames, records and sends a new line.
-    async fn send_numbered(&mut self, command: &str) -> Result<(), BridgeError> {
-        let n = self.next_line;
-        let framed = gcode::frame(n, command);
-        self.next_line += 1;
-        self.cursor = self.next_line;
-        self.history.push_back((n, framed.clone()));
-        while self.history.len() > self.cfg.history_lines.max(50) {
-            self.history.pop_front();
-        }
-        self.transmit(n, &framed).await
-    }
-
-    async fn transmit(&mut self, n: u64, framed: &str) -> Result<(), BridgeError> {
-        self.write_line(framed).await?;
-        // The command sits between "N<n> " and "*<checksum>".
-        let command = framed.split_once(' ').map_or("", |(_, rest)| {
-            rest.rsplit_once('*').map_or(rest, |(c, _)| c)
-        });
-        self.in_flight.push_back(InFlight {
-            line: Some(n),
-            bytes: framed.len() + 1,
-            long: gcode::is_long_command(command),
-            heating_wait: gcode::is_heating_wait(command),
-            status_query: gcode::command_word(command).eq_ignore_ascii_case("M105"),
-            sent_at: Instant::now(),
-        });
-        Ok(())
-    }
-
-    fn can_send(&self) -> bool {
-        self.link == Link::Ready && self.resend_ok_due.is_none() && self.resend_hold.is_none()
-    }
-
-    /// Sends everything the window allows: resends first, then control commands, a due
-    /// temperature poll, then job lines.
+    /// Sends everything the window allows: urgent commands, then resends, control commands, a
+    /// due temperature poll, then job lines.
     async fn pump(&mut self) -> Result<(), BridgeError> {
         for cmd in std::mem::take(&mut self.urgent) {
             // Outside the window: the emergency parser acts on arrival; the normal parser
             // acknowledges it later like any command.
-            self.send_unnumbered(cmd, true).await?;
+            self.window.send_outside_window(cmd, Instant::now());
+            self.write_line(cmd).await?;
         }
         loop {
-            if !self.can_send() {
+            if self.link != Link::Ready {
                 return Ok(());
             }
-            if self.renumber {
-                if !self.in_flight.is_empty() {
-                    return Ok(());
+            match self.window.poll_backlog(Instant::now()) {
+                Backlog::Wait => return Ok(()),
+                Backlog::Renumber(cmd) => {
+                    self.write_line(&cmd).await?;
+                    continue;
                 }
-                self.renumber = false;
-                let cmd = format!("M110 N{}", self.next_line - 1);
-                self.send_unnumbered(&cmd, true).await?;
-                continue;
-            }
-            if self.cursor < self.next_line {
-                let Some((n, framed)) = self
-                    .history
-                    .iter()
-                    .find(|(n, _)| *n == self.cursor)
-                    .cloned()
-                else {
+                Backlog::Resend(framed) => {
+                    self.write_line(&framed).await?;
+                    self.stats.lines_resent += 1;
+                    continue;
+                }
+                Backlog::Vanished(n) => {
                     // Checked when the resend was accepted; reaching here is a logic slip.
-                    self.fail_job(&format!("line {} vanished from the history", self.cursor));
-                    return Ok(());
-                };
-                if !self.has_room(framed.len() + 1) {
+                    self.fail_job(&format!("line {n} vanished from the history"));
                     return Ok(());
                 }
-                self.transmit(n, &framed).await?;
-                self.cursor += 1;
-                self.stats.lines_resent += 1;
-                continue;
+                Backlog::Empty => {}
             }
             if let Some(cmd) = self.control_queue.front() {
-                let len = gcode::framed_len(cmd.len(), self.next_line);
-                if !self.has_room(len) {
+                let Some(framed) = self.window.send_numbered(cmd, Instant::now()) else {
                     return Ok(());
-                }
-                if let Some(cmd) = self.control_queue.pop_front() {
-                    self.send_numbered(&cmd).await?;
-                }
+                };
+                self.control_queue.pop_front();
+                self.write_line(&framed).await?;
                 continue;
             }
-            if !self.autoreport && Instant::now() >= self.next_poll {
-                if !self.has_room(5) {
+            if self.poll_due() {
+                if !self.window.send_unnumbered(STATUS_QUERY, Instant::now()) {
                     return Ok(());
                 }
-                self.send_unnumbered("M105", true).await?;
+                self.write_line(STATUS_QUERY).await?;
                 self.schedule_poll();
                 continue;
             }
             if !self.pump_job().await? {
                 return Ok(());
             }
-        }
-    }
-
-    fn schedule_poll(&mut self) {
-        let every = if self.heating {
-            self.cfg.temperature_poll_heating
-        } else {
-            self.cfg.temperature_poll
-        };
-        self.next_poll = Instant::now() + every;
-    }
-
-    /// Sends the next job line if the window allows; drives pause/cancel epilogues.
-    /// Returns whether something was sent.
-    async fn pump_job(&mut self) -> Result<bool, BridgeError> {
-        let Some(job) = self.job.as_mut() else {
-            return Ok(false);
-        };
-        match job.phase {
-            Phase::Streaming => {}
-            Phase::Paused => return Ok(false),
-            Phase::Pausing | Phase::Cancelling => {
-                // The safe point: every line sent is acknowledged.
-                if !self.in_flight.is_empty() || self.cursor < self.next_line {
-                    return Ok(false);
-                }
-                if !job.epilogue_queued {
-                    job.epilogue_queued = true;
-                    let gcode = if job.phase == Phase::Pausing {
-                        self.cfg.pause_gcode.clone()
-                    } else {
-                        self.cfg.end_gcode.clone()
-                    };
-                    self.control_queue.extend(gcode);
-                    return Ok(true);
-                }
-                if job.phase == Phase::Pausing {
-                    job.phase = Phase::Paused;
-                    self.set_state(PrinterState::Paused);
-                } else {
-                    self.finish_job(Outcome::Cancelled, Some("cancelled on request".into()));
-                }
-                return Ok(false);
-            }
-        }
-        if job.eof {
-            if self.in_flight.is_empty() && self.cursor == self.next_line {
-                self.finish_job(Outcome::Completed, None);
-            }
-            return Ok(false);
-        }
-        loop {
-            // A line read earlier waits for room; otherwise read the next one.
-            let held = self.job.as_mut().and_then(|j| j.held.take());
-            if let Some(cmd) = held {
-                let len = gcode::framed_len(cmd.len(), self.next_line);
-                if !self.has_room(len) {
-                    if let Some(job) = self.job.as_mut() {
-                        job.held = Some(cmd);
-                    }
-                    return Ok(false);
-                }
-                self.send_numbered(&cmd).await?;
-                self.stats.lines += 1;
-                if let Some(job) = self.job.as_mut() {
-                    job.lines_sent += 1;
-                }
-                self.emit_progress(false);
-                return Ok(true);
-            }
-            let Some(job) = self.job.as_mut() else {
-                return Ok(false);
-            };
-            let item = match job.reader.next_item().await {
-                Ok(item) => item,
-                Err(e) => {
-                    self.fail_job(&e.to_string());
-                    return Ok(false);
-                }
-            };
-            match item {
-                None => {
-                    job.eof = true;
-                    return Ok(true);
-                }
-                Some(Item::Marker(Marker::LayerChange)) => {
-                    job.layer += 1;
-                    job.layer_pending = true;
-                    job.layer_z = None;
-                }
-                Some(Item::Marker(Marker::LayerZ(z))) => job.layer_z = Some(z),
-                Some(Item::Marker(Marker::LayerCount(n))) => job.layer_total = Some(n),
-                Some(Item::Marker(Marker::Estimate(_))) => {}
-                Some(Item::Command(cmd)) => {
-                    if let Some((_, Some(remaining))) = gcode::parse_m73(&cmd) {
-                        job.m73_remaining = Some((remaining, Instant::now()));
-                        // The slicer's own progress marker: worth reporting at once.
-                        job.progress_now = true;
-                    }
-                    job.held = Some(cmd);
-                    if job.layer_pending {
-                        job.layer_pending = false;
-                        let event = Event::Layer {
-                            number: job.layer,
-                            total: job.layer_total,
-                            z: job.layer_z,
-                        };
-                        self.emit(event);
-                        self.emit_progress(true);
-                    }
-                }
-            }
-        }
-    }
-
-    fn emit_progress(&mut self, force: bool) {
-        let Some(job) = self.job.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        let force = force || std::mem::take(&mut job.progress_now);
-        if !force && now.duration_since(job.last_progress) < self.cfg.progress_interval {
-            // Reported by the timer once the interval is over, so the last state is never lost.
-            job.progress_due = true;
-            return;
-        }
-        job.last_progress = now;
-        job.progress_due = false;
-        let summary = job.job.summary();
-        let bytes = job.reader.bytes_read();
-        let remaining = match job.m73_remaining {
-            Some((r, at)) => Some(r.saturating_sub(now.duration_since(at)).as_secs_f64()),
-            None => summary.slicer_estimate.map(|est| {
-                let done = if summary.bytes > 0 {
-                    bytes as f64 / summary.bytes as f64
-                } else {
-                    0.0
-                };
-                est.as_secs_f64() * (1.0 - done.clamp(0.0, 1.0))
-            }),
-        };
-        let progress = Progress {
-            lines_sent: job.lines_sent,
-            lines_total: Some(summary.commands),
-            bytes,
-            bytes_total: Some(summary.bytes),
-            elapsed_s: now.duration_since(job.started).as_secs_f64(),
-            remaining_s: remaining,
-            resends: self.stats.resends,
-        };
-        self.emit(Event::Progress(progress));
-    }
-
-    fn finish_job(&mut self, outcome: Outcome, reason: Option<String>) {
-        let Some(job) = self.job.take() else {
-            return;
-        };
-        self.emit_progress_of(&job);
-        let mut stats = std::mem::take(&mut self.stats);
-        stats.elapsed_s = job.started.elapsed().as_secs_f64();
-        self.emit(Event::Finished {
-            outcome,
-            reason,
-            stats,
-        });
-        if self.link == Link::Ready {
-            self.set_state(PrinterState::Operational);
-        }
-    }
-
-    /// The last progress of a job that ended: nothing remains.
-    fn emit_progress_of(&self, job: &ActiveJob) {
-        let summary = job.job.summary();
-        self.emit(Event::Progress(Progress {
-            lines_sent: job.lines_sent,
-            lines_total: Some(summary.commands),
-            bytes: job.reader.bytes_read(),
-            bytes_total: Some(summary.bytes),
-            elapsed_s: job.started.elapsed().as_secs_f64(),
-            remaining_s: Some(0.0),
-            resends: self.stats.resends,
-        }));
-    }
-
-    /// Fails the running job (if any) and stops sending its lines at once.
-    fn fail_job(&mut self, reason: &str) {
-        if self.job.is_some() {
-            self.emit(Event::Error {
-                class: ErrorClass::Fatal,
-                message: reason.to_string(),
-            });
-            // Nothing of the job may follow: drop queued and resend-pending lines.
-            self.control_queue.clear();
-            if self.cursor < self.next_line {
-                // The firmware still waits for line `cursor`: skipping it puts the next line out
-                // of order, and its resend request would replay this job from the history.
-                self.history.clear();
-                self.renumber = true;
-            }
-            self.cursor = self.next_line;
-            self.finish_job(Outcome::Failed, Some(reason.to_string()));
         }
     }
 
@@ -730,17 +246,11 @@ where
             }
             Link::Capabilities { give_up, .. } => deadline = deadline.min(*give_up),
             Link::Ready => {
-                if let Some(due) = self.resend_ok_due {
-                    deadline = deadline.min(due);
-                }
-                if let Some(until) = self.resend_hold {
-                    deadline = deadline.min(until);
-                }
-                if let Some(t) = self.reply_deadline() {
+                if let Some(t) = self.window.deadline() {
                     deadline = deadline.min(t);
                 }
-                if let Some(job) = self.job.as_ref().filter(|j| j.progress_due) {
-                    deadline = deadline.min(job.last_progress + self.cfg.progress_interval);
+                if let Some(t) = self.progress_deadline() {
+                    deadline = deadline.min(t);
                 }
                 // An overdue poll is blocked by the window; the next reply re-checks it.
                 if !self.autoreport && self.next_poll > Instant::now() {
@@ -752,316 +262,45 @@ where
         deadline
     }
 
-    /// When the current wait for an acknowledgement times out (long commands exempt).
-    fn reply_deadline(&self) -> Option<Instant> {
-        if self.in_flight.is_empty() && self.resend_ok_due.is_none() {
-            return None;
-        }
-        if self.in_flight.iter().any(|f| f.long) {
-            return Some(self.last_alive + self.cfg.long_command_timeout);
-        }
-        let timeout = if self.busy_protocol {
-            self.cfg.reply_timeout_busy
-        } else {
-            self.cfg.reply_timeout
-        };
-        Some(self.last_rx + timeout)
-    }
-
     async fn on_timer(&mut self) -> Result<(), BridgeError> {
+        if self.link != Link::Ready {
+            return self.on_handshake_timer().await;
+        }
         let now = Instant::now();
-        match self.link {
-            Link::Detecting {
-                next_hello,
-                give_up,
-                ..
-            } => {
-                if now >= give_up {
-                    let err = BridgeError::NotDetected(self.cfg.detect_timeout);
-                    if let Some(ready) = self.ready.take() {
-                        let _ = ready.send(Err(err));
-                    }
-                    self.link = Link::Closed;
-                } else if now >= next_hello {
-                    self.write_line("M110 N0").await?;
-                    self.link = Link::Detecting {
-                        next_hello: now + self.cfg.hello_interval,
-                        give_up,
-                        greeted: true,
-                    };
-                }
+        self.report_progress_if_due(now);
+        match self.window.on_tick(now) {
+            None => {}
+            Some(Timeout::Probe(cmd)) => {
+                self.stats.timeouts += 1;
+                self.emit(Event::Error {
+                    class: ErrorClass::Recoverable,
+                    message: "reply timeout; provoking a reply with M105".into(),
+                });
+                self.write_line(cmd).await?;
             }
-            Link::Capabilities { give_up, .. } => {
-                if now >= give_up {
-                    self.link_ready().await?;
-                }
-            }
-            Link::Ready => {
-                if self.job.as_ref().is_some_and(|j| {
-                    j.progress_due && now >= j.last_progress + self.cfg.progress_interval
-                }) {
-                    self.emit_progress(true);
-                }
-                if self.resend_ok_due.is_some_and(|due| now >= due) {
-                    // Resend without its `ok` (rule 3): go on as if it had come.
-                    self.resend_ok_due = None;
-                }
-                if self.resend_hold.is_some_and(|until| now >= until) {
-                    self.resend_hold = None;
-                }
-                if self.reply_deadline().is_some_and(|t| now >= t) {
-                    self.on_reply_timeout().await?;
-                }
-            }
-            Link::Halted | Link::Closed => {}
-        }
-        Ok(())
-    }
-
-    async fn on_reply_timeout(&mut self) -> Result<(), BridgeError> {
-        self.consecutive_timeouts += 1;
-        self.stats.timeouts += 1;
-        self.last_rx = Instant::now();
-        self.last_alive = self.last_rx;
-        if self.consecutive_timeouts > self.cfg.max_consecutive_timeouts {
-            let reason = format!(
-                "printer silent: {} reply timeouts in a row",
-                self.consecutive_timeouts
-            );
-            self.emit(Event::Error {
-                class: ErrorClass::Fatal,
-                message: reason.clone(),
-            });
-            self.fail_job(&reason);
-            // Without replies nothing is known about the printer; stop tracking old lines.
-            self.in_flight.clear();
-            self.consecutive_timeouts = 0;
-            return Ok(());
-        }
-        self.emit(Event::Error {
-            class: ErrorClass::Recoverable,
-            message: "reply timeout; provoking a reply with M105".into(),
-        });
-        // Rule 6: provoke a reply. The oldest acknowledgement is taken as lost and the probe
-        // takes its place in the window; a late `ok` then finds no line waiting for it.
-        self.in_flight.pop_front();
-        self.send_unnumbered("M105", true).await
-    }
-
-    async fn on_control(&mut self, msg: Control) -> Result<(), BridgeError> {
-        match msg {
-            Control::Start(job, ack) => {
-                let result = self.start_job(*job).await;
-                let _ = ack.send(result);
-            }
-            Control::Pause(ack) => {
-                let _ = ack.send(self.pause());
-            }
-            Control::Resume(ack) => {
-                let _ = ack.send(self.resume());
-            }
-            Control::Cancel(ack) => {
-                let _ = ack.send(self.cancel());
-            }
-            Control::EmergencyStop(ack) => {
-                let result = self.emergency_stop().await;
-                let _ = ack.send(result);
-            }
-            Control::Command(cmd, ack) => {
-                let ok = self.link == Link::Ready
-                    && self.job.as_ref().is_none_or(|j| j.phase == Phase::Paused);
-                let result = if cmd.is_empty() {
-                    Ok(())
-                } else if ok {
-                    self.control_queue.push_back(cmd);
-                    Ok(())
-                } else {
-                    Err(self.invalid("send a command"))
-                };
-                let _ = ack.send(result);
-            }
-            Control::Prompt(cmd, ack) => {
-                // A prompt usually comes while printing (e.g. filament runout): the answer goes
-                // ahead of job lines.
-                let result = if self.link == Link::Ready {
-                    self.control_queue.push_front(cmd);
-                    Ok(())
-                } else {
-                    Err(self.invalid("answer a prompt"))
-                };
-                let _ = ack.send(result);
-            }
-            Control::Disconnect(ack) => {
-                self.fail_job("disconnected on request");
-                self.link = Link::Closed;
-                let _ = ack.send(Ok(()));
+            Some(Timeout::GiveUp { timeouts }) => {
+                self.stats.timeouts += 1;
+                let reason = format!("printer silent: {timeouts} reply timeouts in a row");
+                self.emit(Event::Error {
+                    class: ErrorClass::Fatal,
+                    message: reason.clone(),
+                });
+                self.fail_job(&reason);
             }
         }
         Ok(())
-    }
-
-    fn invalid(&self, action: &'static str) -> BridgeError {
-        BridgeError::InvalidState {
-            action,
-            state: format!("{:?}", self.state).to_lowercase(),
-        }
-    }
-
-    async fn start_job(&mut self, job: GcodeJob) -> Result<(), BridgeError> {
-        if self.link != Link::Ready || self.job.is_some() {
-            return Err(self.invalid("start a job"));
-        }
-        let reader = job.reader().await?;
-        let layer_total = (job.summary().layers > 0).then_some(job.summary().layers);
-        let now = Instant::now();
-        self.stats = JobStats::default();
-        self.job = Some(ActiveJob {
-            job,
-            reader,
-            eof: false,
-            phase: Phase::Streaming,
-            epilogue_queued: false,
-            started: now,
-            lines_sent: 0,
-            layer: 0,
-            layer_total,
-            layer_pending: false,
-            layer_z: None,
-            m73_remaining: None,
-            last_progress: now,
-            held: None,
-            progress_due: false,
-            progress_now: false,
-        });
-        self.set_state(PrinterState::Printing);
-        self.emit_progress(true);
-        Ok(())
-    }
-
-    fn pause(&mut self) -> Result<(), BridgeError> {
-        match self.job.as_mut() {
-            Some(job) if job.phase == Phase::Streaming => {
-                job.phase = Phase::Pausing;
-                job.epilogue_queued = false;
-                self.set_state(PrinterState::Pausing);
-                Ok(())
-            }
-            Some(job) if matches!(job.phase, Phase::Pausing | Phase::Paused) => Ok(()),
-            _ => Err(self.invalid("pause")),
-        }
-    }
-
-    fn resume(&mut self) -> Result<(), BridgeError> {
-        match self.job.as_mut() {
-            Some(job) if matches!(job.phase, Phase::Paused | Phase::Pausing) => {
-                if job.phase == Phase::Paused || job.epilogue_queued {
-                    self.control_queue.extend(self.cfg.resume_gcode.clone());
-                }
-                job.phase = Phase::Streaming;
-                self.set_state(PrinterState::Printing);
-                Ok(())
-            }
-            Some(job) if job.phase == Phase::Streaming => Ok(()),
-            _ => Err(self.invalid("resume")),
-        }
-    }
-
-    fn cancel(&mut self) -> Result<(), BridgeError> {
-        // A heating wait in flight would hold the cancel for minutes: with the emergency
-        // parser, M108 breaks it at once.
-        let heating_wait = self.in_flight.iter().any(|f| f.heating_wait);
-        if heating_wait && self.firmware.has("EMERGENCY_PARSER") && self.job.is_some() {
-            self.urgent.push("M108");
-        }
-        match self.job.as_mut() {
-            Some(job) if job.phase != Phase::Cancelling => {
-                job.phase = Phase::Cancelling;
-                job.epilogue_queued = false;
-                // Job lines not yet sent are dropped; park G-code already queued stays.
-                job.eof = true;
-                job.held = None;
-                self.set_state(PrinterState::Cancelling);
-                Ok(())
-            }
-            Some(_) => Ok(()),
-            None => Err(self.invalid("cancel")),
-        }
-    }
-
-    async fn emergency_stop(&mut self) -> Result<(), BridgeError> {
-        // M112 bypasses numbering and the window: with EMERGENCY_PARSER it jumps the queue.
-        self.write_line("M112").await?;
-        self.fail_job("emergency stop (M112) requested");
-        self.halt();
-        Ok(())
-    }
-
-    /// The firmware is halted: nothing more is sent until it resets.
-    fn halt(&mut self) {
-        self.control_queue.clear();
-        self.in_flight.clear();
-        self.resend_ok_due = None;
-        self.cursor = self.next_line;
-        self.link = Link::Halted;
-        self.set_state(PrinterState::Halted);
-    }
-
-    async fn link_ready(&mut self) -> Result<(), BridgeError> {
-        self.link = Link::Ready;
-        self.in_flight.clear();
-        self.last_rx = Instant::now();
-        // One query at once: first temperatures, and its reply shows whether the firmware
-        // puts them on the `ok` (needed to match a timeout probe's reply exactly).
-        self.send_unnumbered("M105", true).await?;
-        if self.cfg.autoreport_interval_s > 0 && self.firmware.has("AUTOREPORT_TEMP") {
-            self.autoreport = true;
-            let cmd = format!("M155 S{}", self.cfg.autoreport_interval_s);
-            self.send_unnumbered(&cmd, true).await?;
-        } else {
-            self.autoreport = false;
-            self.schedule_poll();
-        }
-        self.set_state(PrinterState::Operational);
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Ok(self.firmware.clone()));
-        }
-        self.emit(Event::Firmware(self.firmware.clone()));
-        Ok(())
-    }
-
-    /// Forgets all line state and starts the handshake again (after a reset).
-    fn restart_handshake(&mut self) {
-        let now = Instant::now();
-        self.next_line = 1;
-        self.cursor = 1;
-        self.history.clear();
-        self.in_flight.clear();
-        self.control_queue.clear();
-        self.resend_ok_due = None;
-        self.last_rewind = None;
-        self.resend_hold = None;
-        self.resend_streak = (0, 0);
-        self.advanced_ok = false;
-        self.firmware = FirmwareInfo::default();
-        self.link = Link::Detecting {
-            next_hello: now,
-            give_up: now + self.cfg.detect_timeout,
-            greeted: false,
-        };
-        self.set_state(PrinterState::Connecting);
     }
 
     async fn on_line(&mut self, raw: &str) -> Result<(), BridgeError> {
         let text = raw.trim_end();
         tracing::trace!("<< {text}");
-        self.last_rx = Instant::now();
+        let now = Instant::now();
         let reply = parse_reply(text);
-        if matches!(
+        let keepalive = matches!(
             reply,
             Reply::Ok { .. } | Reply::Busy(_) | Reply::Wait | Reply::Resend(_)
-        ) {
-            self.last_alive = self.last_rx;
-        }
+        );
+        self.window.on_received(keepalive, now);
         match reply {
             Reply::Ok {
                 line,
@@ -1074,22 +313,22 @@ where
                     self.on_temperatures(t);
                 }
                 if let (Some(_), Some(b)) = (planner_free, buffer_free) {
-                    self.advanced_ok = true;
                     // B counts slots free besides the command just acknowledged.
-                    self.buffer_slots = self.buffer_slots.max(b as usize);
+                    self.window.on_buffer_free(b as usize);
                 }
-                self.on_ok(line, with_temperatures).await?;
+                if self.link == Link::Ready {
+                    self.window.on_ok(line, with_temperatures, Instant::now());
+                } else {
+                    self.on_handshake_ok().await?;
+                }
             }
             Reply::Wait => {
-                if self.link == Link::Ready && self.resend_ok_due.is_none() {
+                if self.link == Link::Ready {
                     // The firmware's queue is empty: older lines' acknowledgements were lost.
-                    let grace = self.cfg.wait_grace;
-                    let now = Instant::now();
-                    self.in_flight
-                        .retain(|f| now.duration_since(f.sent_at) < grace);
+                    self.window.on_wait(now);
                 }
             }
-            Reply::Busy(_) => self.busy_protocol = true,
+            Reply::Busy(_) => self.window.on_busy(),
             Reply::Resend(n) => self.on_resend(n),
             Reply::Start => self.on_start(),
             Reply::Error { class, message, .. } => {
@@ -1112,15 +351,7 @@ where
                 // `ok` that follows it acknowledges the mangled line like any other.
             }
             Reply::Temperatures(t) => self.on_temperatures(t),
-            Reply::Firmware(name) => {
-                self.firmware.name = Some(name);
-                if let Link::Capabilities { give_up, .. } = self.link {
-                    self.link = Link::Capabilities {
-                        give_up,
-                        named: true,
-                    };
-                }
-            }
+            Reply::Firmware(name) => self.on_firmware_name(name),
             Reply::Capability(name, on) => self.firmware.capabilities.push((name, on)),
             Reply::HostAction(action) => self.on_host_action(action),
             Reply::Other(text) => {
@@ -1132,235 +363,27 @@ where
         Ok(())
     }
 
-    /// Removes the in-flight entry an `ok` belongs to; returns its line number.
-    ///
-    /// Status queries (M105) are matched by the temperatures on their `ok`, so a probe sent on
-    /// a timeout never takes the place of a slow acknowledgement (credit would creep up with
-    /// every spurious timeout otherwise).
-    fn acknowledge(&mut self, line: Option<u64>, with_temperatures: bool) -> Option<u64> {
-        if with_temperatures {
-            self.ok_carries_temperatures = true;
-            if let Some(i) = self.in_flight.iter().position(|f| f.status_query) {
-                self.in_flight.remove(i);
-                return None;
-            }
-        }
-        if let Some(n) = line
-            && !self.in_flight.iter().any(|f| f.line == Some(n))
-            && self
-                .in_flight
-                .iter()
-                .find_map(|f| f.line)
-                .is_none_or(|first| n < first)
-        {
-            // Names a line acknowledged before: nothing of ours is waiting for this `ok`.
-            return None;
-        }
-        if let Some(n) = line
-            && let Some(i) = self.in_flight.iter().position(|f| f.line == Some(n))
-        {
-            self.sample_rtt(self.in_flight[i].sent_at);
-            // ADVANCED_OK names the line: everything sent before it is done too.
-            let mut rest = self.in_flight.split_off(i + 1);
-            let done = std::mem::take(&mut self.in_flight);
-            // Status queries keep waiting for their own `ok`.
-            let mut kept: VecDeque<InFlight> =
-                done.into_iter().filter(|f| f.status_query).collect();
-            kept.append(&mut rest);
-            self.in_flight = kept;
-            return Some(n);
-        }
-        if let Some(i) = self.in_flight.iter().position(|f| !f.status_query) {
-            let entry = self.in_flight.remove(i)?;
-            self.sample_rtt(entry.sent_at);
-            return entry.line;
-        }
-        if !self.ok_carries_temperatures {
-            // Firmware that reports temperatures apart from the `ok`: plain order.
-            self.in_flight.pop_front();
-        }
-        None
-    }
-
-    fn sample_rtt(&mut self, sent_at: Instant) {
-        let sample = sent_at.elapsed();
-        // A minimum that slowly forgets, so a one-off fast reply does not stick forever.
-        self.rtt_min = Some(match self.rtt_min {
-            Some(min) => sample.min(min.mul_f64(1.01)),
-            None => sample,
-        });
-    }
-
-    async fn on_ok(
-        &mut self,
-        line: Option<u64>,
-        with_temperatures: bool,
-    ) -> Result<(), BridgeError> {
-        match self.link {
-            // Not an answer to a greeting: nothing is known about the firmware's numbering yet.
-            Link::Detecting { greeted: false, .. } => return Ok(()),
-            Link::Detecting { .. } => {
-                // The handshake was answered; M110 N0 set the firmware's last line to 0.
-                self.next_line = 1;
-                self.cursor = 1;
-                self.link = Link::Capabilities {
-                    give_up: Instant::now() + self.cfg.capability_timeout,
-                    named: false,
-                };
-                self.write_line("M115").await?;
-                return Ok(());
-            }
-            Link::Capabilities { named, .. } => {
-                // Only the `ok` after FIRMWARE_NAME ends M115; earlier ones answer repeated hellos.
-                if named {
-                    self.link_ready().await?;
-                }
-                return Ok(());
-            }
-            Link::Halted | Link::Closed => return Ok(()),
-            Link::Ready => {}
-        }
-        self.consecutive_timeouts = 0;
-        if self.resend_ok_due.take().is_some() {
-            // This `ok` belongs to the resend request, not to a line.
-            return Ok(());
-        }
-        self.acknowledge(line, with_temperatures);
-        Ok(())
-    }
-
+    /// A resend request: the window decides; a request it cannot serve fails the job.
     fn on_resend(&mut self, n: u64) {
         if self.link != Link::Ready {
             return;
         }
-        let now = Instant::now();
-        self.resend_ok_due = Some(now + self.cfg.resend_ok_grace);
-        if self.resend_hold.is_some() && self.last_rewind.is_some_and(|r| n >= r) {
-            // Settling after a rewind: this request comes from a line sent before it (or from
-            // the fragment the firmware's flush left of one). Wait for quiet again.
-            self.resend_hold = Some(now + self.settle_time());
-            self.stats.duplicate_resends += 1;
-            return;
-        }
-        // Lines positioned before the first line >= n were accepted by the firmware and are
-        // still acknowledged later; everything from there on was dropped with its buffer.
-        let first_lost = self
-            .in_flight
-            .iter()
-            .position(|f| f.line.is_some_and(|l| l >= n));
-        if n >= self.next_line {
-            // Nothing numbered to repeat (e.g. after an unnumbered line error).
-            if let Some(i) = first_lost {
-                self.in_flight.truncate(i);
+        match self.window.on_resend(n, Instant::now()) {
+            Resend::Rewound => self.stats.resends += 1,
+            Resend::Duplicate => self.stats.duplicate_resends += 1,
+            Resend::NothingToRepeat => {}
+            Resend::Forgotten { line, oldest } => {
+                let reason = format!(
+                    "printer asked to resend line {line}, which is no longer in the history (oldest {})",
+                    oldest.map_or("none".to_string(), |o| o.to_string())
+                );
+                self.fail_job(&reason);
             }
-            return;
-        }
-        let oldest = self.history.front().map(|(l, _)| *l);
-        if oldest.is_none_or(|o| n < o) {
-            let reason = format!(
-                "printer asked to resend line {n}, which is no longer in the history (oldest {})",
-                oldest.map_or("none".to_string(), |o| o.to_string())
-            );
-            self.fail_job(&reason);
-            self.halt_sending_job_lines();
-            return;
-        }
-        if self.resend_streak.0 == n {
-            self.resend_streak.1 += 1;
-        } else {
-            self.resend_streak = (n, 1);
-        }
-        if self.resend_streak.1 > self.cfg.max_resends_of_line {
-            let reason = format!(
-                "line {n} resent {} times in a row; the link is too noisy",
-                self.cfg.max_resends_of_line
-            );
-            self.fail_job(&reason);
-            self.halt_sending_job_lines();
-            return;
-        }
-        self.stats.resends += 1;
-        let lost = match first_lost {
-            Some(i) => self.in_flight.split_off(i),
-            None => VecDeque::new(),
-        };
-        // Lines sent after the refused one are still arriving: each may draw its own error and
-        // resend request, and the flush each causes would cut lines sent now. Resend only once
-        // the link is quiet (OctoPrint#3914 loops on exactly this).
-        if lost.len() > 1 {
-            self.resend_hold = Some(now + self.settle_time());
-        }
-        self.cursor = n;
-        self.last_rewind = Some(n);
-    }
-
-    /// Quiet time that ends a resend's settling: a few link round trips, bounded by the
-    /// resend grace.
-    fn settle_time(&self) -> Duration {
-        let rtt = self.rtt_min.unwrap_or(self.cfg.resend_ok_grace);
-        (rtt * 3 + Duration::from_millis(2)).min(self.cfg.resend_ok_grace)
-    }
-
-    /// After a failed resend the numbered lines are unusable: the firmware will refuse every
-    /// line until the numbering is reset.
-    fn halt_sending_job_lines(&mut self) {
-        self.in_flight.clear();
-        self.history.clear();
-        self.cursor = self.next_line;
-        self.renumber = true;
-    }
-
-    fn on_start(&mut self) {
-        match self.link {
-            Link::Detecting { give_up, .. } => {
-                // Booted: greet at once (an earlier greeting was lost with the reset).
-                self.link = Link::Detecting {
-                    next_hello: Instant::now(),
-                    give_up,
-                    greeted: false,
-                };
+            Resend::TooOften { line, limit } => {
+                let reason =
+                    format!("line {line} resent {limit} times in a row; the link is too noisy");
+                self.fail_job(&reason);
             }
-            Link::Capabilities { .. } => {
-                // The board reset during the handshake (DTR on open): greet again.
-                self.restart_handshake();
-            }
-            _ => {
-                // Handshake state first, so failing the job does not report "operational".
-                self.restart_handshake();
-                let class = if self.job.is_some() {
-                    ErrorClass::Fatal
-                } else {
-                    ErrorClass::Recoverable
-                };
-                self.emit(Event::Error {
-                    class,
-                    message: "printer reset (start received); its state is lost".into(),
-                });
-                self.fail_job("printer reset mid-print (start received); its state is lost");
-            }
-        }
-    }
-
-    fn on_temperatures(&mut self, t: Temperatures) {
-        self.heating = t.heating(3.0);
-        self.emit(Event::Temperatures(t));
-    }
-
-    fn on_host_action(&mut self, action: HostAction) {
-        self.emit(Event::HostAction(action.clone()));
-        let result = match action {
-            HostAction::Pause => self.pause(),
-            HostAction::Resume => self.resume(),
-            HostAction::Cancel => self.cancel(),
-            HostAction::Disconnect => {
-                self.fail_job("printer asked to disconnect");
-                self.link = Link::Closed;
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::info!("printer action ignored: {e}");
         }
     }
 }
