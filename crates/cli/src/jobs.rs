@@ -104,6 +104,14 @@ pub enum JobsAction {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Pause a printing job (its printer parks the head and waits).
+    Pause {
+        name: String,
+    },
+    /// Resume a paused job.
+    Resume {
+        name: String,
+    },
 }
 
 fn word(s: &str, prefix: &str) -> String {
@@ -399,18 +407,27 @@ pub async fn run(client: &Client, action: JobsAction, json_out: bool) -> anyhow:
             watch(client, &name, from, json_out).await?;
         }
         JobsAction::Cancel { name, reason } => {
-            let j = c
-                .cancel_job(pb::CancelJobRequest { name, reason })
-                .await?
-                .into_inner();
-            if json_out {
-                println!("{}", job_json(&j));
-            } else {
-                println!("{}", job_line(&j));
-            }
+            let j = c.cancel_job(pb::CancelJobRequest { name, reason }).await?;
+            print_job(&j.into_inner(), json_out);
+        }
+        JobsAction::Pause { name } => {
+            let j = c.pause_job(pb::PauseJobRequest { name }).await?;
+            print_job(&j.into_inner(), json_out);
+        }
+        JobsAction::Resume { name } => {
+            let j = c.resume_job(pb::ResumeJobRequest { name }).await?;
+            print_job(&j.into_inner(), json_out);
         }
     }
     Ok(())
+}
+
+fn print_job(j: &pb::Job, json_out: bool) {
+    if json_out {
+        println!("{}", job_json(j));
+    } else {
+        println!("{}", job_line(j));
+    }
 }
 
 pub async fn printers(client: &Client, json_out: bool) -> anyhow::Result<()> {

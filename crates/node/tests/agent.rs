@@ -309,6 +309,86 @@ async fn an_assigned_job_is_sliced_streamed_and_completed() {
     missing_prusa_slicer,
     ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
 )]
+async fn a_customer_pause_holds_the_printer_and_resume_finishes_the_print() {
+    let s = Site::start(2.0).await;
+    let vp = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
+    let agent = s.run(s.node(vec![printer("mk3", &vp, BERLIN)])).await;
+    let job = s.submit("a").await;
+    s.wait_state(&job, pb::JobState::Printing, 60).await;
+    wait_for("the printer to print", 60, || executed(&vp).len() > 300).await;
+
+    let mut jobs = s.r.jobs(&s.designer);
+    let paused = jobs
+        .pause_job(pb::PauseJobRequest {
+            name: job.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.state, pb::JobState::Paused as i32);
+    // The printer stops taking the job's lines (its pause moves run, then nothing).
+    let mut before = executed(&vp).len();
+    wait_for("the printer to stop", 10, || {
+        let now = executed(&vp).len();
+        let still = now == before;
+        before = now;
+        still && now > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = executed(&vp).len();
+    assert_eq!(held, before, "lines ran while paused");
+    // A second pause is refused with the state it is in.
+    let again = jobs
+        .pause_job(pb::PauseJobRequest {
+            name: job.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    assert!(again.message().contains("paused"), "{again:?}");
+
+    jobs.resume_job(pb::ResumeJobRequest {
+        name: job.name.clone(),
+    })
+    .await
+    .unwrap();
+    s.wait_state(&job, pb::JobState::Completed, 60).await;
+    assert!(executed(&vp).len() > held);
+    // Every line of the sliced file ran, in order, around the pause.
+    let want = gcode_commands(&cached_gcode(&s.state)[0]);
+    let ran = executed(&vp);
+    let mut it = ran.iter();
+    assert!(
+        want.iter().all(|w| it.any(|r| r == w)),
+        "the file's lines are not all in the printer's log, in order"
+    );
+    // The customer saw the preparation apart from the print.
+    let events = s.events(&job).await;
+    let preparing = events
+        .iter()
+        .position(|m| m.contains("preparing the print"));
+    let started = events.iter().position(|m| m == "printing started");
+    assert!(
+        matches!((preparing, started), (Some(p), Some(st)) if p < st),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m == "paused by the customer"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|m| m == "resumed by the customer"),
+        "{events:?}"
+    );
+    s.stop(agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    missing_prusa_slicer,
+    ignore = "prusa-slicer is not installed (apt-get install prusa-slicer)"
+)]
 async fn a_printer_fault_mid_print_is_the_printers_and_the_job_moves_on() {
     let s = Site::start(2.0).await;
     let near = VirtualPrinter::spawn_pty(slow_printer()).unwrap();
