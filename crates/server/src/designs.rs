@@ -1,6 +1,7 @@
 //! DesignService: streamed uploads checked while they arrive, the mesh report, repair, listing,
 //! download and delete. A design belongs to the principal that uploaded it.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -198,12 +199,20 @@ impl Designs {
         self.put(rec, bytes).await
     }
 
+    /// Writes the checked bytes through the store's blob writer, then stores the record that
+    /// refers to them (the store's rule: bytes committed first, so a record never lacks them).
     async fn put(&self, rec: DesignRecord, bytes: Vec<u8>) -> Result<pb::Design, Status> {
         let store = self.state.store.clone();
-        let rec = tokio::task::spawn_blocking(move || store.put_design(&rec, &bytes).map(|_| rec))
-            .await
-            .map_err(|e| Status::internal(format!("storing the design failed: {e}")))?
-            .map_err(store_status)?;
+        let rec = tokio::task::spawn_blocking(move || {
+            let mut writer = store.blobs().writer()?;
+            writer.write_all(&bytes)?;
+            drop(bytes);
+            let blob = writer.commit()?;
+            store.put_design(&rec, &blob).map(|_| rec)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("storing the design failed: {e}")))?
+        .map_err(store_status)?;
         tracing::info!(design = %rec.id, bytes = rec.size_bytes, sha256 = %rec.sha256, "design stored");
         Ok(design_to_pb(&rec))
     }
@@ -212,15 +221,9 @@ impl Designs {
     pub(crate) async fn load_bytes(&self, rec: &DesignRecord) -> Result<Vec<u8>, Status> {
         let store = self.state.store.clone();
         let sha = rec.sha256.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Status> {
-            let mut f = store.open_blob(&sha).map_err(store_status)?;
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut buf)
-                .map_err(|e| Status::internal(format!("reading design bytes: {e}")))?;
-            Ok(buf)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || store.blobs().read_all(&sha).map_err(store_status))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
     }
 }
 
@@ -623,19 +626,20 @@ impl DesignService for Designs {
                 .state
                 .authorize(request.metadata(), Rpc::DownloadDesign)?;
             let rec = self.design(&who, &request.get_ref().name, DesignUse::Download)?;
-            let file = self
+            let blob = self
                 .state
                 .store
-                .open_blob(&rec.sha256)
+                .blobs()
+                .open(&rec.sha256)
                 .map_err(store_status)?;
-            Ok((rec, file))
+            Ok((rec, blob))
         })();
         self.state.metrics.observe("DownloadDesign", t, &res);
-        let (rec, file) = res?;
+        let (rec, blob) = res?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             use std::io::Read;
-            let mut file = file;
+            let mut file = blob;
             let mut first = true;
             loop {
                 let mut buf = vec![0u8; DOWNLOAD_CHUNK_BYTES];

@@ -45,7 +45,9 @@ pub fn limit_exceeded(subject: &str, reason: impl Into<String>) -> Status {
     Status::with_error_details(Code::ResourceExhausted, reason, d)
 }
 
-/// Storage failures are the server's problem, never the caller's, except a missing record.
+/// Storage failures are the server's problem, never the caller's, except a missing record;
+/// those the store calls transient (backend unreachable, a concurrent change won) tell the
+/// client to retry, whichever backend it is.
 pub fn store_status(e: fabrouter_store::StoreError) -> Status {
     match e {
         fabrouter_store::StoreError::NotFound(what) => {
@@ -53,6 +55,10 @@ pub fn store_status(e: fabrouter_store::StoreError) -> Status {
         }
         fabrouter_store::StoreError::AlreadyExists(what) => {
             Status::already_exists(format!("{what} already exists"))
+        }
+        transient if transient.is_transient() => {
+            tracing::warn!(error = %transient, "storage temporarily failing");
+            Status::unavailable(format!("storage temporarily failing: {transient}; retry"))
         }
         other => {
             tracing::error!(error = %other, "storage failure");

@@ -141,12 +141,7 @@ pub fn estimate_design(
     {
         return Ok((e, true, 0.0));
     }
-    let bytes = {
-        let mut f = state.store.open_blob(&design.sha256)?;
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut buf)?;
-        buf
-    };
+    let bytes = state.store.blobs().read_all(&design.sha256)?;
     let limits = mesh::Limits {
         max_bytes: state.config.limits.max_upload_bytes,
         max_triangles: state.config.limits.max_triangles,

@@ -1,7 +1,8 @@
 //! fabd, the router daemon, as a library: [`start`] opens the store, creates the first admin
 //! token if there is none, and serves every gRPC service (plus health, reflection, gRPC-web with
 //! CORS, optional TLS) and the Prometheus endpoint until its shutdown future resolves, then
-//! flushes the store. `fabd` (src/main.rs), the tests and the `fab demo` embed the same function.
+//! flushes the store. `fabd` (src/main.rs), the tests and the `fab demo` embed the same function;
+//! [`start_with_store`] serves a store the caller opened (another backend, or a test's).
 //!
 //! This crate is the gRPC edge of the router. The decisions (registry, quoting, submission,
 //! the job state machine, the node protocol's rules, leases) live in the domain core,
@@ -166,7 +167,8 @@ fn cors(config: &Config) -> tower_http::cors::CorsLayer {
         .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
-/// Opens the store and starts serving; returns once the ports are bound.
+/// Opens the embedded store in `config.data_dir` and starts serving; returns once the ports are
+/// bound.
 pub async fn start(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -177,6 +179,23 @@ pub async fn start(
             config.data_dir.display()
         )
     })?);
+    start_with_store(config, store, shutdown).await
+}
+
+/// Serves `store` (records, and design bytes through [`Store::blobs`]); returns once the ports
+/// are bound. `config.data_dir` still holds the first-start admin token. The store is flushed
+/// when serving ends.
+pub async fn start_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let new_admin_token = ensure_admin_token(store.as_ref(), &config)?;
     let permits = usize::try_from(config.limits.max_inflight_upload_bytes / 1024)
         .unwrap_or(usize::MAX)

@@ -7,11 +7,21 @@
 //! Records are opaque to the store where the API already defines them (a mesh report is kept as
 //! the encoded protobuf the server hands in); the store owns only identity, ownership, indexes
 //! and reference counts.
+//!
+//! Design bytes go through [`BlobStore`] ([`Store::blobs`]), streamed, and are committed before
+//! the design that refers to them. The rule that keeps records and bytes consistent: a design
+//! record exists only while its bytes do (a committed blob is referenced in the same transaction
+//! that stores the record; the bytes go only once the last reference has), while bytes without a
+//! record are garbage that the store collects. A crash between committing the bytes and storing
+//! the record therefore leaves at most an unreferenced blob, removed at the next start.
+//!
+//! No type of the embedded engine appears in this API except [`SledStore`] itself, so a server
+//! database can implement [`Store`] without pretending to be sled.
 
-mod blobs;
+mod blob;
 mod sled_store;
 
-pub use blobs::BlobDir;
+pub use blob::{BlobDir, BlobReader, BlobStore, BlobWriter, CommittedBlob};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -19,8 +29,13 @@ use serde::{Deserialize, Serialize};
 /// Errors of the storage layer. None of them is the caller's fault except `NotFound`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage engine: {0}")]
-    Engine(#[from] sled::Error),
+    /// The backend cannot be reached or is overloaded now (a database connection lost, a pool
+    /// exhausted); the same call may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed in a way retrying will not fix; the cause is its own error.
+    #[error("storage backend: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("blob storage: {0}")]
     Io(#[from] std::io::Error),
     #[error("corrupt record in {tree}: {reason}")]
@@ -31,6 +46,20 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0} was changed concurrently; retry")]
     Conflict(String),
+}
+
+impl StoreError {
+    /// A backend failure, whatever the backend's error type.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(e.into())
+    }
+
+    /// Whether the same call may succeed if made again (the backend was unavailable, or a
+    /// concurrent change won), so a caller can tell its client to retry rather than report a
+    /// fault.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Conflict(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -105,9 +134,15 @@ pub enum Created {
 /// Methods are synchronous: the embedded engine answers in microseconds, and the server moves
 /// large blob work off the async executor itself.
 pub trait Store: Send + Sync + 'static {
-    /// Stores `bytes` under their sha256 (once, however many designs share them) and the record,
-    /// as one unit: on any error neither is visible.
-    fn put_design(&self, record: &DesignRecord, bytes: &[u8]) -> Result<()>;
+    /// Where design bytes are written and read. Removing them is the store's business: it
+    /// follows the references of [`Store::put_design`] and [`Store::delete_design`].
+    fn blobs(&self) -> &dyn BlobStore;
+    /// Stores the record and, in the same transaction, a reference to its bytes, which must have
+    /// been committed to [`Store::blobs`] first (`blob` is the receipt; keep it until this
+    /// returns, so the bytes cannot be collected meanwhile). The record must name the blob's
+    /// sha256 and size. On an error the record is not stored, and the bytes are removed if no
+    /// other design refers to them.
+    fn put_design(&self, record: &DesignRecord, blob: &CommittedBlob) -> Result<()>;
     fn get_design(&self, id: &str) -> Result<Option<DesignRecord>>;
     /// The owner's designs, newest first, starting after the id `after` (exclusive).
     fn list_designs(
@@ -116,11 +151,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DesignRecord>>;
-    /// Removes the record; returns whether the bytes were erased too (no other design uses them).
+    /// Removes the record and its reference to the bytes; returns whether the bytes were erased
+    /// too (no other design uses them, and no upload of the same bytes is under way).
     fn delete_design(&self, id: &str) -> Result<bool>;
-    /// Opens the bytes of a design for streaming.
-    fn open_blob(&self, sha256: &str) -> Result<std::fs::File>;
-    fn blob_exists(&self, sha256: &str) -> Result<bool>;
 
     fn put_token(&self, token: &TokenRecord) -> Result<()>;
     fn token_by_secret_sha256(&self, secret_sha256: &str) -> Result<Option<TokenRecord>>;

@@ -1,10 +1,11 @@
-//! The router harness: fabd started in-process on loopback with a real sled directory
-//! ([`Router`]), clients that send a bearer token ([`Bearer`]), builders for printer and job
+//! The router harness: fabd started in-process on loopback with a real sled directory, or on a
+//! store the test opened ([`Router`]), clients that send a bearer token ([`Bearer`]), builders for printer and job
 //! specs, job polling, and a simulated node that speaks the real `NodeSession` protocol
 //! ([`SimNode`]). Tests of the server, the node agent and the cross-crate tests use it, so a
 //! change of the API or of `fabrouter_server::start` is followed in one place.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabrouter_api::v1 as pb;
@@ -14,7 +15,8 @@ use fabrouter_api::v1::job_service_client::JobServiceClient;
 use fabrouter_api::v1::node_service_client::NodeServiceClient;
 use fabrouter_server::NetworkConfig;
 use fabrouter_server::config::Config;
-use fabrouter_server::{Running, start};
+use fabrouter_server::{Running, start, start_with_store};
+use fabrouter_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
@@ -98,11 +100,24 @@ impl Router {
     pub async fn start_with(dir: &Path, configure: impl FnOnce(&mut Config)) -> Router {
         let mut config = Config::embedded(dir);
         configure(&mut config);
+        Router::serve(dir, config, None).await
+    }
+
+    /// The embedded configuration on `dir`, serving `store` (opened by the test) rather than the
+    /// sled store `start` would open there; `dir` still receives the admin token.
+    pub async fn start_with_store(dir: &Path, store: Arc<dyn Store>) -> Router {
+        Router::serve(dir, Config::embedded(dir), Some(store)).await
+    }
+
+    async fn serve(dir: &Path, config: Config, store: Option<Arc<dyn Store>>) -> Router {
         let (tx, rx) = oneshot::channel::<()>();
-        let running = start(config, async {
+        let shutdown = async {
             let _ = rx.await;
-        })
-        .await
+        };
+        let running = match store {
+            Some(store) => start_with_store(config, store, shutdown).await,
+            None => start(config, shutdown).await,
+        }
         .unwrap();
         let channel = connect(&format!("http://{}", running.addr)).await;
         let admin = std::fs::read_to_string(dir.join("admin.token"))
