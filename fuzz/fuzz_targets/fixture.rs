@@ -10,7 +10,8 @@ use fabrouter_api::v1::design_service_client::DesignServiceClient;
 use fabrouter_api::v1::job_service_client::JobServiceClient;
 use fabrouter_server::config::Config;
 use fabrouter_server::estimates::Profiles;
-use fabrouter_server::network::NetworkConfig;
+use fabrouter_server::NetworkConfig;
+use fabrouter_server::convert;
 use fabrouter_testkit::router::{Authed, Bearer};
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
@@ -127,7 +128,9 @@ fn build() -> Fixture {
                 printers: printers.clone(),
                 held_jobs: Vec::new(),
             };
-            let session = net.node_connected(id, &hello, tx).expect("hello");
+            let session = net
+                .node_connected(id, &convert::hello_from(hello), tx)
+                .expect("hello");
             links.push((session, rx));
         }
         let mut jobs_client: JobServiceClient<Authed> =
@@ -166,7 +169,7 @@ fn build() -> Fixture {
         let mut first = None;
         for (n, (session, rx)) in links.iter_mut().enumerate() {
             while let Ok(Ok(m)) = rx.try_recv() {
-                if let Some(pb::router_message::Msg::Assignment(a)) = m.msg
+                if let Some(pb::router_message::Msg::Assignment(a)) = convert::command(m).msg
                     && let Some(k) = jobs.iter().position(|j| a.job == format!("jobs/{j}"))
                 {
                     held[n].push(k as u8);
@@ -176,17 +179,15 @@ fn build() -> Fixture {
         }
         // One job is printing.
         let (n, session, job, epoch) = first.expect("some job was assigned");
-        net.node_message(
-            &nodes[n].0,
-            session,
-            pb::node_message::Msg::Progress(pb::JobProgress {
-                job,
-                epoch,
-                fraction: 0.1,
-                phase: "printing".into(),
-                ..Default::default()
-            }),
-        );
+        let progress = convert::report_from(pb::node_message::Msg::Progress(pb::JobProgress {
+            job,
+            epoch,
+            fraction: 0.1,
+            phase: "printing".into(),
+            ..Default::default()
+        }))
+        .expect("a report");
+        net.node_message(&nodes[n].0, session, progress);
         drop(net);
         drop(channel);
         let _ = stop.send(());

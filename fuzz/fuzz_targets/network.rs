@@ -20,7 +20,10 @@ use arbitrary::Arbitrary;
 use fabrouter_api::v1 as pb;
 use fabrouter_server::State;
 use fabrouter_server::config::Config;
-use fabrouter_server::network::{Network, NetworkConfig};
+use fabrouter_router::protocol::{Command, Hangup};
+use fabrouter_router::{Network, NetworkConfig};
+use fabrouter_server::catalog::StoreCatalog;
+use fabrouter_server::convert::{self, ProstCodec};
 use fabrouter_store::{SledStore, Store};
 use libfuzzer_sys::fuzz_target;
 use tokio::sync::mpsc;
@@ -115,7 +118,7 @@ struct NodeSim {
     id: String,
     printers: Vec<String>,
     session: Option<u64>,
-    rx: Option<mpsc::UnboundedReceiver<Result<pb::RouterMessage, tonic::Status>>>,
+    rx: Option<mpsc::UnboundedReceiver<Result<Command, Hangup>>>,
     held: HashMap<String, (u64, String)>,
 }
 
@@ -247,7 +250,7 @@ impl World<'_> {
             .into_iter()
             .map(|h| (h.job, (h.epoch, h.printer_id)))
             .collect();
-        match self.net.node_connected(&n.id, &hello, tx) {
+        match self.net.node_connected(&n.id, &convert::hello_from(hello), tx) {
             Ok(session) => {
                 n.session = Some(session);
                 n.rx = Some(rx);
@@ -268,7 +271,7 @@ impl World<'_> {
                     break;
                 };
                 use pb::router_message::Msg as R;
-                match m.msg {
+                match convert::command(m).msg {
                     Some(R::Assignment(a)) => {
                         n.held.insert(a.job, (a.epoch, a.printer_id));
                     }
@@ -309,7 +312,9 @@ impl World<'_> {
                     _ => {}
                 }
                 let id = self.nodes[node].id.clone();
-                self.net.node_message(&id, session, m);
+                if let Some(report) = convert::report_from(m) {
+                    self.net.node_message(&id, session, report);
+                }
             }
             Op::Reconnect { node, held } => self.connect(usize::from(*node) % count, held),
             Op::Disconnect { node } => {
@@ -334,12 +339,12 @@ impl World<'_> {
                 .load_job(id)
                 .expect("store readable")
                 .expect("fixture job exists");
-            let state = pb::JobState::try_from(job.state).expect("known state");
-            let active = matches!(state, pb::JobState::Assigned | pb::JobState::Printing);
+            let state = job.state;
+            let active = state.on_printer();
             if active {
                 assert!(!job.printer.is_empty(), "{id} is {state:?} on no printer");
             }
-            if !fabrouter_server::network::is_terminal(job.state) && !job.printer.is_empty() {
+            if !job.state.is_terminal() && !job.printer.is_empty() {
                 *counts.entry(job.printer.clone()).or_default() += 1;
             }
             jobs.push((id, job, active));
@@ -412,8 +417,17 @@ fn run(input: &Input) {
         metrics: fabrouter_server::metrics::Metrics::new(),
         upload_budget: Arc::new(tokio::sync::Semaphore::new(1024)),
     });
-    let profiles = fx.profiles.clone();
-    let net = Network::load(state, config.network, profiles).expect("load");
+    let catalog = Arc::new(StoreCatalog {
+        state: state.clone(),
+        profiles: fx.profiles.clone(),
+    });
+    let net = Network::load(
+        state.store.clone(),
+        Arc::new(ProstCodec),
+        catalog,
+        config.network,
+    )
+    .expect("load");
     let mut world = World {
         net,
         fx,

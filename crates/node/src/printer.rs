@@ -371,7 +371,8 @@ impl PrinterTask {
         tracing::info!(printer = %self.cfg.id, job = %a.job, epoch = a.epoch, "job starting");
         self.held_set(&a.job, HeldStatus::Preparing);
         let mut view = JobView::default();
-        // The first progress moves the job to PRINTING on the router.
+        // The first progress ("slicing") makes the job PREPARING on the router; "printing"
+        // progress from the bridge makes it PRINTING.
         self.progress(&a, &view, "slicing");
         let mut paused = false;
         let prep = Self::prepare(Arc::clone(&self.ctx), self.cfg.clone(), a.clone());

@@ -40,10 +40,15 @@ pub(crate) struct Issued {
     closed: bool,
 }
 
+/// Something to do once a ticket is durable (e.g. acknowledge a node's result).
+type Deferred = (u64, Box<dyn FnOnce() + Send>);
+
 pub(crate) struct SyncShared {
     pub(crate) issued: Mutex<Issued>,
     wake: Condvar,
     pub(crate) synced: watch::Sender<Synced>,
+    /// Run by the flusher after the flush that covers their ticket; dropped if it fails.
+    deferred: Mutex<Vec<Deferred>>,
 }
 
 /// Group commit. Writers take a [`Ticket`] after their write and await it; one thread flushes
@@ -67,6 +72,7 @@ impl Syncer {
             issued: Mutex::new(Issued::default()),
             wake: Condvar::new(),
             synced: watch::channel(Synced::default()).0,
+            deferred: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -112,8 +118,18 @@ impl Syncer {
                     }
                 }
             });
-            if let Err(e) = res {
-                tracing::error!(error = %e, "flushing the store failed");
+            // Taken after `durable` moved: whoever registers later sees it and runs at once.
+            let due: Vec<Deferred> = {
+                let mut d = lock_ignoring_poison(&shared.deferred);
+                let (due, later) = std::mem::take(&mut *d)
+                    .into_iter()
+                    .partition(|(t, _)| *t <= target);
+                *d = later;
+                due
+            };
+            match res {
+                Ok(()) => due.into_iter().for_each(|(_, f)| f()),
+                Err(e) => tracing::error!(error = %e, "flushing the store failed"),
             }
         }
     }
@@ -129,6 +145,18 @@ impl Syncer {
             self.shared.wake.notify_one();
         }
         t
+    }
+
+    /// Runs `f` once every write before `t` is durable: at once if it is, else on the flush
+    /// thread after the flush that covers it (never, if that flush fails). `f` must be quick.
+    pub(crate) fn after(&self, t: Ticket, f: impl FnOnce() + Send + 'static) {
+        let mut d = lock_ignoring_poison(&self.shared.deferred);
+        if self.shared.synced.borrow().durable >= t.0 {
+            drop(d);
+            f();
+        } else {
+            d.push((t.0, Box::new(f)));
+        }
     }
 
     pub(crate) async fn wait(&self, t: Ticket) -> crate::Result<()> {

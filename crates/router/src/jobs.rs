@@ -205,8 +205,13 @@ impl Network {
     /// The assignment a node receives for a job.
     pub(crate) fn assignment(&self, job: &Job) -> Result<Command> {
         let design = self.design_facts(&job.design)?;
+        Ok(Self::assignment_of(job, design))
+    }
+
+    /// [`Network::assignment`] with the design at hand.
+    pub(crate) fn assignment_of(job: &Job, design: crate::DesignFacts) -> Command {
         let placement = job.placement.as_ref();
-        Ok(Command::Assign(Assignment {
+        Command::Assign(Assignment {
             job: job.id.clone(),
             epoch: job.epoch,
             printer_id: printer_id_of(&job.printer).to_string(),
@@ -218,7 +223,7 @@ impl Network {
             design_sha256: design.sha256,
             material: job.spec.material.clone(),
             rotation: placement.and_then(|p| p.rotation),
-        }))
+        })
     }
 
     /// Sends an assigned job to its node if the node is connected.

@@ -163,7 +163,7 @@ impl Network {
     }
 
     /// One report from a node's stream `session`.
-    pub fn node_message(self: &Arc<Self>, node: &str, session: u64, report: Report) {
+    pub fn node_message(&self, node: &str, session: u64, report: Report) {
         let mut inner = self.lock();
         let Some(entry) = inner.nodes.get_mut(node) else {
             return;
@@ -205,14 +205,19 @@ impl Network {
                 let acknowledge = self.result(&mut inner, node, r);
                 self.place_queued(&mut inner);
                 if let Some(id) = acknowledge {
-                    let ticket = self.ticket();
-                    let (net, node) = (self.clone(), node.to_string());
+                    // To the stream the result came on: a node that reconnects meanwhile
+                    // resends it and is acknowledged then.
+                    let tx = inner
+                        .nodes
+                        .get(node)
+                        .and_then(|n| n.conn.as_ref())
+                        .map(|c| c.tx.clone());
                     drop(inner);
-                    tokio::spawn(async move {
-                        if net.durable(ticket).await.is_ok() {
-                            Self::send(&net.lock(), &node, Command::ResultAck { job: id, epoch });
-                        }
-                    });
+                    if let Some(tx) = tx {
+                        self.syncer.after(self.ticket(), move || {
+                            let _ = tx.send(Ok(Command::ResultAck { job: id, epoch }));
+                        });
+                    }
                     tracing::debug!(%job, epoch, "result taken");
                 }
             }

@@ -72,25 +72,22 @@ impl Network {
             Err(e) => return self.replay_or(who, key, e),
         };
         let mut new = self.new_jobs(who, &assignment, &design.id, &design_name, &coarse, &spec)?;
-        let mut inner = self.lock();
         // A printer that stopped taking jobs since (its node's lease ran out) would keep the
-        // job until the node returns: route again, now that nothing can change.
+        // job until the node returns: route again.
         if !self.placements_open(&assignment) {
             let assignment = match self.assign(&request, &estimator, chosen) {
                 Ok(a) => a,
-                Err(e) => {
-                    drop(inner);
-                    return self.replay_or(who, key, e);
-                }
+                Err(e) => return self.replay_or(who, key, e),
             };
             new = self.new_jobs(who, &assignment, &design.id, &design_name, &coarse, &spec)?;
         }
+        // The write happens outside the registry lock: the store orders submissions by their
+        // idempotency keys, and nothing else can touch jobs nobody has heard of yet.
         let created = self
             .store
             .create_jobs(&who.id, key, &new.recs, &new.encoded)?;
         let ticket = self.ticket();
         if let Created::Replayed(_) = created {
-            drop(inner);
             let jobs = self.replayed(&who.id, key)?.unwrap_or_default();
             return Ok(Some((
                 Submitted {
@@ -100,6 +97,12 @@ impl Network {
                 ticket,
             )));
         }
+        let commands: Vec<_> = new
+            .jobs
+            .iter()
+            .map(|(job, _)| Self::assignment_of(job, design.clone()))
+            .collect();
+        let mut inner = self.lock();
         {
             let mut fleet = self.fleet_mut();
             for (job, estimate_s) in &new.jobs {
@@ -107,7 +110,14 @@ impl Network {
             }
         }
         let mut out = Vec::with_capacity(new.jobs.len());
-        for ((rec, (job, estimate_s)), evs) in new.recs.into_iter().zip(new.jobs).zip(new.events) {
+        let mut closed = Vec::new();
+        let jobs = new
+            .recs
+            .into_iter()
+            .zip(new.jobs)
+            .zip(new.events)
+            .zip(commands);
+        for (((rec, (job, estimate_s)), evs), cmd) in jobs {
             let printer = inner.intern(&job.printer);
             inner.jobs.insert(
                 rec.id,
@@ -123,14 +133,28 @@ impl Network {
                     excluded: Vec::new(),
                 },
             );
-            match self.assignment(&job) {
-                Ok(cmd) => Self::send(&inner, node_of(&job.printer), cmd),
-                Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot send the assignment"),
+            if self
+                .fleet()
+                .get(&job.printer)
+                .is_some_and(|p| p.state.accepts_jobs())
+            {
+                Self::send(&inner, node_of(&job.printer), cmd);
+            } else {
+                closed.push(job.id.clone());
             }
             for e in evs {
                 let _ = self.events.send(e);
             }
             out.push(job);
+        }
+        // Its printer stopped taking jobs between the routing and now: move it on at once.
+        for id in closed {
+            self.reroute(
+                &mut inner,
+                &id,
+                "the printer stopped taking jobs as the job was placed",
+                false,
+            );
         }
         drop(inner);
         tracing::debug!(jobs = out.len(), design = %design_name, "jobs submitted");
