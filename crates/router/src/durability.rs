@@ -188,3 +188,25 @@ impl Drop for Syncer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn deferred_work_runs_once_its_ticket_is_flushed_or_at_once_if_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(fabrouter_store::SledStore::open(dir.path()).unwrap());
+        let syncer = Syncer::start(store).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let t = syncer.ticket();
+        let tx1 = tx.clone();
+        syncer.after(t, move || tx1.send(1).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(1));
+        assert!(syncer.shared.synced.borrow().durable >= 1);
+        // Already durable: runs on the caller's thread before `after` returns.
+        syncer.after(t, move || tx.send(2).unwrap());
+        assert_eq!(rx.try_recv(), Ok(2));
+    }
+}

@@ -154,6 +154,41 @@ async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
     wait_state(&mut jobs, &job.name, pb::JobState::Printing).await;
     node.result(&a.job, 1, true, false, "");
     wait_state(&mut jobs, &job.name, pb::JobState::Completed).await;
+    // The result is acknowledged once durable; a node that did not see the acknowledgement
+    // sends it again and is acknowledged again, without the job changing.
+    let acked = |m: pb::router_message::Msg| match m {
+        pb::router_message::Msg::ResultAck(r) => Some((r.job, r.epoch)),
+        _ => None,
+    };
+    let mut ack = None;
+    while ack.is_none() {
+        ack = acked(node.next().await);
+    }
+    assert_eq!(ack, Some((job.name.clone(), 1)));
+    let version_before = r
+        .state()
+        .store
+        .get_job(&job.name[5..])
+        .unwrap()
+        .unwrap()
+        .version;
+    node.result(&a.job, 1, true, false, "");
+    let mut ack = None;
+    while ack.is_none() {
+        ack = acked(node.next().await);
+    }
+    assert_eq!(ack, Some((job.name.clone(), 1)));
+    let version_after = r
+        .state()
+        .store
+        .get_job(&job.name[5..])
+        .unwrap()
+        .unwrap()
+        .version;
+    assert_eq!(
+        version_before, version_after,
+        "a resent result is not taken twice"
+    );
 
     let mut watch = jobs
         .watch_job(pb::WatchJobRequest {
@@ -677,5 +712,57 @@ async fn oversized_fields_from_clients_and_nodes_are_refused_or_cut() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn printers_that_failed_a_job_are_remembered_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let designer = r.designer().await;
+    let design = r.cube(&designer, 20.0).await;
+    let creds = r.node_credentials("berlin").await;
+    let two = || {
+        vec![
+            printer("near", BERLIN, pb::Technology::Fdm, 200.0),
+            printer("far", HAMBURG, pb::Technology::Fdm, 200.0),
+        ]
+    };
+    let mut node = SimNode::connect(&r, &creds, "berlin", two(), vec![]).await;
+    let mut jobs = r.jobs(&designer);
+    let job = submit_one(&mut jobs, &design, "k").await;
+    let a = node.assignment_of(&job.name).await;
+    assert_eq!(a.printer_id, "near");
+    node.result(&a.job, a.epoch, false, true, "thermal runaway");
+    let b = node.assignment_of(&job.name).await;
+    assert_eq!(b.printer_id, "far");
+    node.send(pb::node_message::Msg::Ack(pb::AssignmentAck {
+        job: b.job.clone(),
+        epoch: b.epoch,
+        accepted: false,
+        reason: "no PLA loaded".into(),
+    }));
+    let queued = wait_state(&mut jobs, &job.name, pb::JobState::Queued).await;
+    assert_eq!(
+        queued.failed_printers,
+        ["nodes/berlin/printers/near", "nodes/berlin/printers/far"]
+    );
+    drop(node);
+    r.stop().await;
+
+    // After the restart both printers are back, and neither gets the job again.
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let _node = SimNode::connect(&r, &creds, "berlin", two(), vec![]).await;
+    let mut jobs = r.jobs(&designer);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let still = jobs
+        .get_job(pb::GetJobRequest {
+            name: job.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(still.state, pb::JobState::Queued as i32, "{still:?}");
+    assert_eq!(still.failed_printers.len(), 2);
     r.stop().await;
 }
