@@ -1,7 +1,8 @@
-//! The job lifecycle: every change of a stored job goes through [`Network::commit`], which
-//! asks the state machine ([`transition`]) first, writes the job and its new events in one
-//! store transaction, and only then updates memory, queues and watchers. Customer actions
-//! (cancel, pause, resume), re-routing and the placing of queued jobs are built on it.
+//! The job lifecycle: every change of a stored job goes through [`Network::change`], which
+//! holds the job's own lock, asks the state machine ([`transition`]), writes the job and its
+//! new events in one store transaction with no other lock held, and only then updates memory,
+//! queues, watchers and nodes. Customer actions (cancel, pause, resume) are built on it here;
+//! re-routing and placing in `moves`.
 
 use std::sync::Arc;
 
@@ -30,6 +31,47 @@ impl Note {
             layer: 0,
             remaining_s: 0.0,
         }
+    }
+}
+
+/// What a change does besides the job's fields.
+pub(crate) struct Change {
+    /// The lifecycle event, if the state may move.
+    pub event: Option<Event>,
+    pub notes: Vec<Note>,
+    /// Commands for nodes, sent once memory has the change.
+    pub tell: Vec<(String, Command)>,
+    /// Send the job's assignment to its printer's node (it was placed).
+    pub dispatch: bool,
+}
+
+impl Change {
+    pub fn new(event: Option<Event>, notes: Vec<Note>) -> Change {
+        Change {
+            event,
+            notes,
+            tell: Vec::new(),
+            dispatch: false,
+        }
+    }
+}
+
+/// One mutex per stripe of job ids: a job's changes are made one at a time, each in full,
+/// without holding the registry lock across the store's I/O.
+pub(crate) struct JobLocks(Vec<std::sync::Mutex<()>>);
+
+impl JobLocks {
+    pub fn new() -> JobLocks {
+        JobLocks((0..256).map(|_| std::sync::Mutex::new(())).collect())
+    }
+
+    pub fn lock(&self, id: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        let stripe = &self.0[(h.finish() % self.0.len() as u64) as usize];
+        // A panic mid-change leaves the store and memory as before or after it: nothing to heal.
+        stripe.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -100,84 +142,117 @@ impl Network {
             .collect()
     }
 
-    /// Writes a job change and its new events, then updates memory, queues and watchers.
-    /// `change` is the lifecycle event (none: the state stays); the state machine decides the
-    /// new state, and a change it refuses writes nothing. `owner` is the stored record's.
-    pub(crate) fn commit(
+    /// Changes one job. Under the job's own lock (so changes of one job happen one after the
+    /// other, in full): reads it from the store; `prepare` may do I/O with it (a placement's
+    /// estimates, the design); `decide` then looks at the registry (locked, no I/O) and changes
+    /// the job, or returns `None` for nothing to do. The state machine turns the change's
+    /// event into the new state (a refusal writes nothing), the job and its new events are
+    /// written with only the job's lock held, and memory, queues, watchers and nodes are
+    /// updated last. Never call it with the registry locked.
+    pub(crate) fn change<P>(
         &self,
-        inner: &mut Inner,
-        owner: &str,
-        mut job: Job,
-        change: Option<Event>,
-        notes: Vec<Note>,
-    ) -> Result<Job> {
-        let id = job.id.clone();
-        let Some(active) = inner.jobs.get(&id) else {
+        id: &str,
+        prepare: impl FnOnce(&Self, &Job) -> P,
+        decide: impl FnOnce(&mut Inner, &mut Job, P) -> Result<Option<Change>>,
+    ) -> Result<Option<Job>> {
+        let _job_lock = self.job_locks.lock(id);
+        if !self.lock().jobs.contains_key(id) {
             return Err(Error::precondition(format!(
                 "{} is finished; it cannot change",
-                job_name(&id)
+                job_name(id)
             )));
-        };
-        job.state = match change {
-            Some(e) => transition(active.state, e)?,
-            None => active.state,
-        };
-        let t = now_ms();
-        job.updated_ms = t;
-        let first = active.last_seq + 1;
-        let evs: Vec<JobEvent> = notes
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| JobEvent {
-                job: id.clone(),
-                sequence: first + i as u64,
-                kind: Some(n.kind),
-                state: job.state,
-                time_ms: t,
-                printer: job.printer.clone(),
-                epoch: job.epoch,
-                message: n.message,
-                progress: job.progress,
-                layer: n.layer,
-                remaining_s: n.remaining_s,
-            })
-            .collect();
-        let rec = JobRecord {
-            id: id.clone(),
-            owner: owner.to_string(),
-            version: active.version + 1,
-            last_seq: active.last_seq + evs.len() as u64,
-            active: !job.state.is_terminal(),
-            job: self.codec.encode_job(&job),
+        }
+        let (stored, mut job) = self.stored(id)?;
+        let prepared = prepare(self, &job);
+        let (rec, evs, change, from_printer, from_estimate) = {
+            let mut inner = self.lock();
+            let Some(active) = inner.jobs.get(id) else {
+                return Err(Error::precondition(format!(
+                    "{} is finished; it cannot change",
+                    job_name(id)
+                )));
+            };
+            if active.version != stored.version {
+                // Only a change made without the job's lock could do this.
+                return Err(Error::Corrupt(format!(
+                    "{} changed behind its lock (version {} in memory, {} stored)",
+                    job_name(id),
+                    active.version,
+                    stored.version
+                )));
+            }
+            let (from, version, last_seq) = (active.state, active.version, active.last_seq);
+            let (from_printer, from_estimate) = (active.printer.clone(), active.estimate_s);
+            let Some(change) = decide(&mut inner, &mut job, prepared)? else {
+                return Ok(None);
+            };
+            job.state = match change.event {
+                Some(e) => transition(from, e)?,
+                None => from,
+            };
+            let t = now_ms();
+            job.updated_ms = t;
+            let evs: Vec<JobEvent> = change
+                .notes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| JobEvent {
+                    job: id.to_string(),
+                    sequence: last_seq + 1 + i as u64,
+                    kind: Some(n.kind),
+                    state: job.state,
+                    time_ms: t,
+                    printer: job.printer.clone(),
+                    epoch: job.epoch,
+                    message: n.message.clone(),
+                    progress: job.progress,
+                    layer: n.layer,
+                    remaining_s: n.remaining_s,
+                })
+                .collect();
+            let rec = JobRecord {
+                id: id.to_string(),
+                owner: stored.owner.clone(),
+                version: version + 1,
+                last_seq: last_seq + evs.len() as u64,
+                active: !job.state.is_terminal(),
+                job: self.codec.encode_job(&job),
+            };
+            (rec, evs, change, from_printer, from_estimate)
         };
         let encoded: Vec<Vec<u8>> = evs.iter().map(|e| self.codec.encode_event(e)).collect();
         self.store.update_job(&rec, &encoded)?;
-        let old_printer = active.printer.clone();
-        let old_estimate = active.estimate_s;
+        let assignment = (change.dispatch && job.state == JobState::Assigned)
+            .then(|| self.assignment(&job))
+            .and_then(|a| {
+                a.inspect_err(|e| tracing::warn!(job = id, error = %e, "no assignment to send"))
+                    .ok()
+            });
+        let mut inner = self.lock();
         let estimate_s = job.placement.as_ref().map_or(0.0, Placement::print_time_s);
         let moved = !rec.active
-            || old_printer.as_deref().unwrap_or("") != job.printer
-            || old_estimate != estimate_s;
+            || from_printer.as_deref().unwrap_or("") != job.printer
+            || from_estimate != estimate_s;
         if moved {
             let mut fleet = self.fleet_mut();
-            let old = old_printer.as_deref().unwrap_or("");
-            inner.place_change(&mut fleet, old, &job.design, old_estimate, false);
+            let old = from_printer.as_deref().unwrap_or("");
+            inner.place_change(&mut fleet, old, &job.design, from_estimate, false);
             if rec.active {
                 inner.place_change(&mut fleet, &job.printer, &job.design, estimate_s, true);
             }
         }
         if job.state == JobState::Queued {
-            inner.queued.insert(id.clone());
+            inner.queued.insert(id.to_string());
         } else {
-            inner.queued.remove(&id);
+            inner.queued.remove(id);
         }
         if rec.active {
-            let printer = if old_printer.as_deref() == Some(job.printer.as_str()) {
-                old_printer
+            let printer = if from_printer.as_deref() == Some(job.printer.as_str()) {
+                from_printer
             } else {
                 inner.intern(&job.printer)
             };
-            if let Some(a) = inner.jobs.get_mut(&id) {
+            if let Some(a) = inner.jobs.get_mut(id) {
                 a.printer = printer;
                 a.state = job.state;
                 a.epoch = job.epoch;
@@ -187,12 +262,18 @@ impl Network {
                 a.estimate_s = estimate_s;
             }
         } else {
-            inner.jobs.remove(&id);
+            inner.jobs.remove(id);
         }
         for e in evs {
             let _ = self.events.send(e);
         }
-        Ok(job)
+        for (node, cmd) in change.tell {
+            Self::send(&inner, &node, cmd);
+        }
+        if let Some(cmd) = assignment {
+            Self::send(&inner, node_of(&job.printer), cmd);
+        }
+        Ok(Some(job))
     }
 
     /// Sends a command to a node if it is connected.
@@ -226,17 +307,6 @@ impl Network {
         })
     }
 
-    /// Sends an assigned job to its node if the node is connected.
-    pub(crate) fn dispatch(&self, inner: &Inner, job: &Job) {
-        if job.state != JobState::Assigned || job.printer.is_empty() {
-            return;
-        }
-        match self.assignment(job) {
-            Ok(cmd) => Self::send(inner, node_of(&job.printer), cmd),
-            Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot send the assignment"),
-        }
-    }
-
     /// A customer's change of a job: commits `event` with `note`, answers once it is durable,
     /// and only then tells the job's node (a crash in between must not leave a node acting on
     /// a change the router forgot). The node is told even if the caller goes away meanwhile.
@@ -250,29 +320,45 @@ impl Network {
         tell: fn(&Job, u64, &str) -> Command,
     ) -> Result<Job> {
         let job = self.job_for(who, name, use_)?;
-        let (job, ticket, notice) = {
-            let mut inner = self.lock();
-            let Some(active) = inner.jobs.get(&job.id) else {
-                return Err(Error::precondition(format!(
-                    "{name} already ended ({}); it cannot be {}",
-                    job.state,
-                    match use_ {
-                        JobUse::Cancel => "cancelled",
-                        _ => "changed",
-                    }
-                )));
-            };
-            // The refusal names the state the job is in now.
-            transition(active.state, event)?;
-            let (rec, job) = self.stored(&job.id)?;
-            let (printer, epoch) = (job.printer.clone(), job.epoch);
-            let message = note.message.clone();
-            let job = self.commit(&mut inner, &rec.owner, job, Some(event), vec![note])?;
-            let ticket: Ticket = self.ticket();
-            let notice = (!printer.is_empty())
-                .then(|| (node_of(&printer).to_string(), tell(&job, epoch, &message)));
-            (job, ticket, notice)
+        let ended = |state: JobState| {
+            Error::precondition(format!(
+                "{name} already ended ({state}); it cannot be {}",
+                match use_ {
+                    JobUse::Cancel => "cancelled",
+                    _ => "changed",
+                }
+            ))
         };
+        if !self.lock().jobs.contains_key(&job.id) {
+            return Err(ended(job.state));
+        }
+        let mut notice = None;
+        let changed = self.change(
+            &job.id,
+            |_, _| (),
+            |inner, job, ()| {
+                let state = inner.jobs.get(&job.id).map_or(job.state, |a| a.state);
+                // The refusal names the state the job is in now.
+                transition(state, event)?;
+                if !job.printer.is_empty() {
+                    notice = Some((
+                        node_of(&job.printer).to_string(),
+                        tell(job, job.epoch, &note.message),
+                    ));
+                }
+                Ok(Some(Change::new(Some(event), vec![note])))
+            },
+        );
+        let job = match changed {
+            Ok(Some(job)) => job,
+            Ok(None) => return Err(Error::Corrupt("a customer's change decided nothing".into())),
+            Err(Error::FailedPrecondition(_)) => {
+                let now = self.load_job(&job.id)?.map_or(job.state, |j| j.state);
+                return Err(ended(now));
+            }
+            Err(e) => return Err(e),
+        };
+        let ticket: Ticket = self.ticket();
         let net = self.clone();
         tokio::spawn(async move {
             net.durable(ticket).await?;
@@ -343,157 +429,5 @@ impl Network {
             },
         )
         .await
-    }
-
-    /// Moves a job off its printer: to another capable printer, to the queue if none, or to
-    /// FAILED after too many re-routes. `exclude_current`: the printer failed it and is never
-    /// chosen again for it. Called with the lock held.
-    pub(crate) fn reroute(&self, inner: &mut Inner, id: &str, why: &str, exclude_current: bool) {
-        let Some(active) = inner.jobs.get_mut(id) else {
-            return;
-        };
-        let old = active.printer.clone();
-        if exclude_current
-            && let Some(p) = &old
-            && !active.excluded.contains(p)
-        {
-            active.excluded.push(p.clone());
-        }
-        let excluded = active.excluded.clone();
-        let (rec, mut job) = match self.stored(id) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(job = id, error = %e, "re-route could not read the job");
-                return;
-            }
-        };
-        job.failed_printers = excluded.iter().map(|p| p.to_string()).collect();
-        let old_epoch = job.epoch;
-        job.epoch += 1;
-        job.reroutes += 1;
-        job.progress = 0.0;
-        let mut notes = vec![Note::new(EventKind::Rerouted, why)];
-        let change = if job.reroutes > self.config.max_reroutes {
-            job.printer = String::new();
-            job.failure_reason = format!(
-                "{why}; gave up after {} re-routes",
-                self.config.max_reroutes
-            );
-            notes.push(Note::new(EventKind::Failed, job.failure_reason.clone()));
-            Event::Fail
-        } else {
-            match self.place(inner, &job, &excluded) {
-                Some(placement) => {
-                    notes.push(Note::new(
-                        EventKind::Assigned,
-                        format!(
-                            "re-routed to {}: {}",
-                            placement.makerspace,
-                            placement.reasons.join("; ")
-                        ),
-                    ));
-                    job.printer = placement.printer.clone();
-                    job.placement = Some(placement);
-                    Event::Moved { placed: true }
-                }
-                None => {
-                    job.printer = String::new();
-                    notes.push(Note::new(
-                        EventKind::Rerouted,
-                        "no capable printer is online; waiting for one",
-                    ));
-                    Event::Moved { placed: false }
-                }
-            }
-        };
-        if let Some(a) = inner.jobs.get_mut(id) {
-            a.lost_since = None;
-        }
-        match self.commit(inner, &rec.owner, job, Some(change), notes) {
-            Ok(job) => {
-                if let Some(old) = old {
-                    Self::send(
-                        inner,
-                        node_of(&old),
-                        Command::Cancel {
-                            job: job.id.clone(),
-                            epoch: old_epoch,
-                            reason: format!("re-routed: {why}"),
-                        },
-                    );
-                }
-                self.dispatch(inner, &job);
-            }
-            Err(e) => tracing::error!(job = id, error = %e, "re-route could not be stored"),
-        }
-    }
-
-    /// Best printer for an existing job, skipping `excluded`.
-    pub(crate) fn place(
-        &self,
-        inner: &Inner,
-        job: &Job,
-        excluded: &[Arc<str>],
-    ) -> Option<Placement> {
-        let design = self.design_facts(&job.design).ok()?;
-        // Only the coarse cell was kept; its centre is within ~1 km of the customer.
-        let centre = fabrouter_scheduler::CoarseLocation::parse(&job.coarse_geohash)
-            .and_then(|c| c.centre())
-            .ok()?;
-        let mut spec1 = job.spec.clone();
-        spec1.quantity = 1;
-        let request = self.request(&design, &spec1, centre, &job.id).ok()?;
-        let figures = self.figures(&design, inner.profiles.iter().cloned());
-        let estimator = |p: &str| figures.get(p).copied();
-        let fleet = self.fleet();
-        let decision = self
-            .scheduler
-            .quote(&request, &fleet, &estimator, excluded.len() + 1)
-            .ok()?;
-        let name = design.name();
-        decision
-            .options
-            .iter()
-            .find(|o| !excluded.iter().any(|x| **x == *o.printer_id))
-            .map(|o| crate::quoting::option_placement(o, &name))
-    }
-
-    /// Tries to place every QUEUED job (after printers changed).
-    pub(crate) fn place_queued(&self, inner: &mut Inner) {
-        let queued: Vec<String> = inner.queued.iter().cloned().collect();
-        for id in queued {
-            let Some(a) = inner.jobs.get(&id) else {
-                continue;
-            };
-            let excluded = a.excluded.clone();
-            let (rec, job) = match self.stored(&id) {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(job = %id, error = %e, "a queued job could not be read");
-                    continue;
-                }
-            };
-            if let Some(placement) = self.place(inner, &job, &excluded) {
-                let mut job = job;
-                job.epoch += 1;
-                job.printer = placement.printer.clone();
-                let msg = format!(
-                    "assigned to {}: {}",
-                    placement.makerspace,
-                    placement.reasons.join("; ")
-                );
-                job.placement = Some(placement);
-                match self.commit(
-                    inner,
-                    &rec.owner,
-                    job,
-                    Some(Event::Placed),
-                    vec![Note::new(EventKind::Assigned, msg)],
-                ) {
-                    Ok(job) => self.dispatch(inner, &job),
-                    Err(e) => tracing::error!(job = %id, error = %e, "placing a queued job failed"),
-                }
-            }
-        }
     }
 }

@@ -14,6 +14,7 @@ use crate::protocol::Hangup;
 impl Network {
     /// Lease bookkeeping: marks silent nodes offline, re-routes their work.
     pub fn tick(&self) {
+        let mut reroutes: Vec<(String, u64, &str)> = Vec::new();
         let mut inner = self.lock();
         let lease = Duration::from_secs_f64(self.config.lease_s);
         let grace = Duration::from_secs_f64(self.config.lost_grace_s);
@@ -43,40 +44,31 @@ impl Network {
                     }
                 }
             }
-            let jobs: Vec<(String, bool)> = inner
-                .jobs
-                .iter()
-                .filter(|(_, a)| a.on_node(node))
-                .map(|(id, a)| (id.clone(), a.state.started()))
-                .collect();
-            for (id, started) in jobs {
-                if started {
-                    if let Some(a) = inner.jobs.get_mut(&id) {
-                        a.lost_since.get_or_insert(now);
-                    }
+            for (id, a) in inner.jobs.iter_mut().filter(|(_, a)| a.on_node(node)) {
+                if a.state.started() {
+                    a.lost_since.get_or_insert(now);
                 } else {
-                    self.reroute(
-                        &mut inner,
-                        &id,
-                        "the node went offline before printing",
-                        false,
-                    );
+                    reroutes.push((id.clone(), a.epoch, "the node went offline before printing"));
                 }
             }
         }
-        let lost: Vec<String> = inner
-            .jobs
-            .iter()
-            .filter(|(_, a)| a.lost_since.is_some_and(|t| now.duration_since(t) > grace))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in lost {
-            self.reroute(
-                &mut inner,
-                &id,
-                "the printer went silent while printing and did not come back",
-                false,
-            );
+        reroutes.extend(
+            inner
+                .jobs
+                .iter()
+                .filter(|(_, a)| a.lost_since.is_some_and(|t| now.duration_since(t) > grace))
+                .map(|(id, a)| {
+                    (
+                        id.clone(),
+                        a.epoch,
+                        "the printer went silent while printing and did not come back",
+                    )
+                }),
+        );
+        // Re-routing reads and writes the store: not under the registry lock.
+        drop(inner);
+        for (id, epoch, why) in reroutes {
+            self.reroute(&id, epoch, why, false);
         }
     }
 

@@ -28,6 +28,7 @@ mod jobs;
 mod leases;
 pub mod lifecycle;
 pub mod model;
+mod moves;
 mod nodes;
 pub mod ports;
 pub mod protocol;
@@ -87,11 +88,47 @@ pub struct Network {
     /// Set when the router shuts down: node and watch streams end so shutdown can complete.
     closing: watch::Sender<bool>,
     figures: Mutex<figures::FigureCache>,
+    /// Serialises the changes of each job (see `jobs::Network::change`).
+    job_locks: jobs::JobLocks,
     /// Bounds quotes (and submissions that must compute estimates) on blocking threads to one
     /// per core: more would only interleave on the cores, and each would hold a thread.
     /// Ordinary submissions route on the async workers, which are bounded already.
     routing: Arc<tokio::sync::Semaphore>,
     syncer: Syncer,
+}
+
+thread_local! {
+    /// How many registry guards this thread holds (0 or 1).
+    static HOLDS_REGISTRY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The registry mutex's guard, counted per thread so that a test can assert the store is
+/// never called with it held ([`holds_registry_lock`]).
+struct Registry<'a>(MutexGuard<'a, Inner>);
+
+impl std::ops::Deref for Registry<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Registry<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.0
+    }
+}
+
+impl Drop for Registry<'_> {
+    fn drop(&mut self) {
+        HOLDS_REGISTRY.with(|h| h.set(h.get().saturating_sub(1)));
+    }
+}
+
+/// Whether the calling thread holds a router's registry lock. The core promises never to call
+/// the store (or the catalog) with it held; a store wrapper in the tests checks every call.
+pub fn holds_registry_lock() -> bool {
+    HOLDS_REGISTRY.with(|h| h.get() > 0)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -155,11 +192,6 @@ impl Network {
                 inner.queued.insert(rec.id.clone());
             }
             let printer = inner.intern(&job.printer);
-            let excluded = job
-                .failed_printers
-                .iter()
-                .filter_map(|p| inner.intern(p))
-                .collect();
             inner.jobs.insert(
                 rec.id,
                 ActiveJob {
@@ -171,7 +203,6 @@ impl Network {
                     progress: job.progress,
                     estimate_s,
                     lost_since: None,
-                    excluded,
                 },
             );
             Ok(())
@@ -191,6 +222,7 @@ impl Network {
             config,
             closing: watch::channel(false).0,
             figures: Mutex::new(figures::FigureCache::default()),
+            job_locks: jobs::JobLocks::new(),
             routing: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -198,10 +230,12 @@ impl Network {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> Registry<'_> {
         // Every mutation is completed or not started when a panic could unwind (store first,
         // memory after), so a poisoned lock still holds consistent state.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        HOLDS_REGISTRY.with(|h| h.set(h.get() + 1));
+        Registry(guard)
     }
 
     fn fleet(&self) -> RwLockReadGuard<'_, sched::Fleet> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::jobs::{Note, job_name};
+use crate::jobs::{Change, Note, job_name};
 use crate::lifecycle::{Event, transition};
 use crate::model::{EventKind, Printer, PrinterState, node_of, parse_name, printer_name};
 use crate::protocol::{Command, Hello, JobResult, NodeTx, Phase, Progress, Report};
@@ -18,6 +18,29 @@ use crate::{Error, Network, Result, now_ms};
 /// Progress is written to the history when the fraction moved at least this much (or the
 /// state changed), so a long print does not write thousands of near-identical events.
 const PROGRESS_STEP: f64 = 0.01;
+
+/// The lifecycle event a report's phase stands for, and the state it leads to from `state`
+/// (the same state where it does not move it).
+fn phase_move(state: crate::JobState, phase: Phase) -> (Option<Event>, crate::JobState) {
+    let event = match phase {
+        Phase::Preparing => Some(Event::Began),
+        Phase::Printing => Some(Event::Printing),
+        // A pause at the printer shows in the history; the state follows the customer's
+        // pause and resume only (see `lifecycle`).
+        Phase::Paused => None,
+    };
+    match event.map(|e| transition(state, e)) {
+        Some(Ok(next)) => (event, next),
+        _ => (event, state),
+    }
+}
+
+/// Whether a progress report changes the job's state or moved its fraction enough to keep.
+fn worth_writing(a: &crate::registry::ActiveJob, p: &Progress) -> bool {
+    phase_move(a.state, p.phase).1 != a.state
+        || (p.fraction - a.progress).abs() >= PROGRESS_STEP
+        || p.fraction >= 1.0
+}
 
 impl Network {
     /// A node opened its stream: registers its printers and reconciles what it holds.
@@ -44,23 +67,26 @@ impl Network {
                 .map_err(|e| Error::invalid("hello.printers", e))?;
             declared.push((name, spec.clone(), p));
         }
+        let t = now_ms();
+        // Stored before the registry is locked: the store's I/O never holds it.
+        for (name, spec, _) in &declared {
+            let stored = Printer {
+                name: name.clone(),
+                spec: spec.clone(),
+                state: PrinterState::Idle,
+                last_seen_ms: t,
+                queued_work_s: 0.0,
+                active_jobs: 0,
+            };
+            self.store
+                .put_printer(name, &self.codec.encode_printer(&stored))?;
+        }
         let mut inner = self.lock();
         inner.next_session += 1;
         let session = inner.next_session;
-        let t = now_ms();
         {
             let mut fleet = self.fleet_mut();
             for (name, spec, p) in declared {
-                let stored = Printer {
-                    name: name.clone(),
-                    spec: spec.clone(),
-                    state: PrinterState::Idle,
-                    last_seen_ms: t,
-                    queued_work_s: 0.0,
-                    active_jobs: 0,
-                };
-                self.store
-                    .put_printer(&name, &self.codec.encode_printer(&stored))?;
                 fleet
                     .upsert(p)
                     .map_err(|e| Error::invalid("hello.printers", e.to_string()))?;
@@ -112,36 +138,33 @@ impl Network {
                 }));
             }
         }
-        let mine: Vec<String> = inner
-            .jobs
-            .iter()
-            .filter(|(_, a)| a.on_node(node))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in mine {
-            let Some(a) = inner.jobs.get_mut(&id) else {
-                continue;
-            };
-            if held.get(job_name(&id).as_str()) == Some(&a.epoch) {
+        // What the node does not hold: started work is lost, an assignment is sent again.
+        let mut lost = Vec::new();
+        let mut resend = Vec::new();
+        for (id, a) in inner.jobs.iter_mut().filter(|(_, a)| a.on_node(node)) {
+            if held.get(job_name(id).as_str()) == Some(&a.epoch) {
                 a.lost_since = None;
-                continue;
-            }
-            if a.state.started() {
-                // The node no longer knows a print it had started: that work is lost.
-                self.reroute(
-                    &mut inner,
-                    &id,
-                    "the node restarted and no longer holds this print",
-                    false,
-                );
+            } else if a.state.started() {
+                lost.push((id.clone(), a.epoch));
             } else {
-                match self.stored(&id) {
-                    Ok((_, job)) => self.dispatch(&inner, &job),
-                    Err(e) => tracing::error!(job = %id, error = %e, "cannot resend a job"),
-                }
+                resend.push((id.clone(), a.epoch));
             }
         }
-        self.place_queued(&mut inner);
+        drop(inner);
+        for (id, epoch) in lost {
+            self.reroute(
+                &id,
+                epoch,
+                "the node restarted and no longer holds this print",
+                false,
+            );
+        }
+        for (id, epoch) in resend {
+            if let Err(e) = self.resend(&id, epoch) {
+                tracing::error!(job = %id, error = %e, "cannot resend a job");
+            }
+        }
+        self.place_queued();
         tracing::info!(
             node,
             session,
@@ -164,55 +187,79 @@ impl Network {
 
     /// One report from a node's stream `session`.
     pub fn node_message(&self, node: &str, session: u64, report: Report) {
-        let mut inner = self.lock();
-        let Some(entry) = inner.nodes.get_mut(node) else {
-            return;
-        };
-        if entry.conn.as_ref().map(|c| c.session) != Some(session) {
-            return; // an old stream of a node that reconnected
+        /// What is left to do once the registry is unlocked.
+        enum Then {
+            Nothing,
+            PlaceQueued,
+            Reroute(String, u64, String),
+            Progress(String, Progress),
+            Result(JobResult),
         }
-        entry.last_seen = Instant::now();
-        match report {
-            Report::Heartbeat => {}
-            Report::PrinterStatus { printer_id, state } => {
-                let name = printer_name(node, &printer_id);
-                let mut opened = false;
-                if let Some(p) = inner.printers.get_mut(name.as_str()) {
-                    opened = !p.state.to_sched().accepts_jobs() && state.to_sched().accepts_jobs();
-                    p.state = state;
-                    p.last_seen_ms = now_ms();
-                    let _ = self.fleet_mut().set_state(&name, state.to_sched());
-                }
-                // A printer back from offline or maintenance can take what waits in the queue.
-                if opened && !inner.queued.is_empty() {
-                    self.place_queued(&mut inner);
-                }
+        let then = {
+            let mut inner = self.lock();
+            let Some(entry) = inner.nodes.get_mut(node) else {
+                return;
+            };
+            if entry.conn.as_ref().map(|c| c.session) != Some(session) {
+                return; // an old stream of a node that reconnected
             }
-            Report::Ack {
-                job,
-                epoch,
-                accepted,
-                reason,
-            } => {
-                if !accepted && let Some(id) = self.fenced(&mut inner, node, &job, epoch) {
-                    let why = format!("the node declined: {reason}");
-                    self.reroute(&mut inner, &id, &why, true);
+            entry.last_seen = Instant::now();
+            match report {
+                Report::Heartbeat => Then::Nothing,
+                Report::PrinterStatus { printer_id, state } => {
+                    let name = printer_name(node, &printer_id);
+                    let mut opened = false;
+                    if let Some(p) = inner.printers.get_mut(name.as_str()) {
+                        opened =
+                            !p.state.to_sched().accepts_jobs() && state.to_sched().accepts_jobs();
+                        p.state = state;
+                        p.last_seen_ms = now_ms();
+                        let _ = self.fleet_mut().set_state(&name, state.to_sched());
+                    }
+                    // A printer back from offline or maintenance can take what waits.
+                    if opened && !inner.queued.is_empty() {
+                        Then::PlaceQueued
+                    } else {
+                        Then::Nothing
+                    }
                 }
+                Report::Ack {
+                    job,
+                    epoch,
+                    accepted,
+                    reason,
+                } => match self.fenced(&mut inner, node, &job, epoch) {
+                    Some(id) if !accepted => {
+                        Then::Reroute(id, epoch, format!("the node declined: {reason}"))
+                    }
+                    _ => Then::Nothing,
+                },
+                Report::Progress(p) => match self.fenced(&mut inner, node, &p.job, p.epoch) {
+                    // Most reports change too little to be written: no need to read the job.
+                    Some(id) if inner.jobs.get(&id).is_some_and(|a| worth_writing(a, &p)) => {
+                        Then::Progress(id, p)
+                    }
+                    _ => Then::Nothing,
+                },
+                Report::Result(r) => Then::Result(r),
             }
-            Report::Progress(p) => self.progress(&mut inner, node, p),
-            Report::Result(r) => {
+        };
+        match then {
+            Then::Nothing => {}
+            Then::PlaceQueued => self.place_queued(),
+            Then::Reroute(id, epoch, why) => self.reroute(&id, epoch, &why, true),
+            Then::Progress(id, p) => self.progress(node, &id, p),
+            Then::Result(r) => {
                 let (job, epoch) = (r.job.clone(), r.epoch);
-                let acknowledge = self.result(&mut inner, node, r);
-                self.place_queued(&mut inner);
-                if let Some(id) = acknowledge {
+                if let Some(id) = self.result(node, r) {
                     // To the stream the result came on: a node that reconnects meanwhile
                     // resends it and is acknowledged then.
-                    let tx = inner
+                    let tx = self
+                        .lock()
                         .nodes
                         .get(node)
                         .and_then(|n| n.conn.as_ref())
                         .map(|c| c.tx.clone());
-                    drop(inner);
                     if let Some(tx) = tx {
                         self.syncer.after(self.ticket(), move || {
                             let _ = tx.send(Ok(Command::ResultAck { job: id, epoch }));
@@ -220,120 +267,112 @@ impl Network {
                     }
                     tracing::debug!(%job, epoch, "result taken");
                 }
+                self.place_queued();
             }
         }
     }
 
-    fn progress(&self, inner: &mut Inner, node: &str, p: Progress) {
-        let Some(id) = self.fenced(inner, node, &p.job, p.epoch) else {
-            return;
-        };
-        let Some(a) = inner.jobs.get(&id) else { return };
-        let event = match p.phase {
-            Phase::Preparing => Some(Event::Began),
-            Phase::Printing => Some(Event::Printing),
-            // A pause at the printer shows in the history; the state follows the customer's
-            // pause and resume only (see `lifecycle`).
-            Phase::Paused => None,
-        };
-        let next = match event.map(|e| transition(a.state, e)) {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                tracing::debug!(job = %id, error = %e, "progress does not move the state");
-                a.state
-            }
-            None => a.state,
-        };
-        let changes = next != a.state;
-        let moved = (p.fraction - a.progress).abs() >= PROGRESS_STEP || p.fraction >= 1.0;
-        if !(changes || moved) {
-            return; // nothing worth a write
-        }
-        let from = a.state;
-        let (rec, mut job) = match self.stored(&id) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(job = %id, error = %e, "progress not stored");
-                return;
-            }
-        };
-        let mut notes = Vec::new();
-        if changes && next == crate::JobState::Preparing {
-            notes.push(Note::new(
-                EventKind::Preparing,
-                format!("the makerspace is preparing the print ({})", p.phase_word),
-            ));
-        }
-        if changes && next == crate::JobState::Printing {
-            notes.push(Note::new(EventKind::Started, "printing started"));
-        }
-        job.progress = p.fraction.clamp(0.0, 1.0);
-        job.last_report_ms = now_ms();
-        notes.push(Note {
-            kind: EventKind::Progress,
-            message: format!(
-                "{:.0}% {} layer {}/{} {:.0} s left",
-                p.fraction * 100.0,
-                p.phase_word,
-                p.layer,
-                p.layers_total,
-                p.remaining_s
-            ),
-            layer: p.layer,
-            remaining_s: p.remaining_s,
-        });
-        let change = if changes { event } else { None };
-        if let Err(e) = self.commit(inner, &rec.owner, job, change, notes) {
-            tracing::warn!(job = %id, error = %e, from = %from, "progress not stored");
+    /// Progress of a job the node held at the time of the report.
+    fn progress(&self, node: &str, id: &str, p: Progress) {
+        let res = self.change(
+            id,
+            |_, _| (),
+            |inner, job, ()| {
+                let Some(a) = inner.jobs.get(id) else {
+                    return Ok(None);
+                };
+                if a.epoch != p.epoch || !a.on_node(node) {
+                    return Ok(None); // moved while the report waited for the job's lock
+                }
+                if !worth_writing(a, &p) {
+                    return Ok(None);
+                }
+                let (event, next) = phase_move(a.state, p.phase);
+                let changes = next != a.state;
+                let mut notes = Vec::new();
+                if changes && next == crate::JobState::Preparing {
+                    notes.push(Note::new(
+                        EventKind::Preparing,
+                        format!("the makerspace is preparing the print ({})", p.phase_word),
+                    ));
+                }
+                if changes && next == crate::JobState::Printing {
+                    notes.push(Note::new(EventKind::Started, "printing started"));
+                }
+                job.progress = p.fraction.clamp(0.0, 1.0);
+                job.last_report_ms = now_ms();
+                notes.push(Note {
+                    kind: EventKind::Progress,
+                    message: format!(
+                        "{:.0}% {} layer {}/{} {:.0} s left",
+                        p.fraction * 100.0,
+                        p.phase_word,
+                        p.layer,
+                        p.layers_total,
+                        p.remaining_s
+                    ),
+                    layer: p.layer,
+                    remaining_s: p.remaining_s,
+                });
+                Ok(Some(Change::new(if changes { event } else { None }, notes)))
+            },
+        );
+        if let Err(e) = res {
+            tracing::warn!(job = %id, error = %e, "progress not stored");
         }
     }
 
     /// Takes a job's result. Returns the job's bare id when the result is to be acknowledged
     /// (taken now, or taken before: a node resending after a reconnect).
-    fn result(&self, inner: &mut Inner, node: &str, r: JobResult) -> Option<String> {
-        if self.current(inner, node, &r.job, r.epoch).is_none() {
+    fn result(&self, node: &str, r: JobResult) -> Option<String> {
+        let current = self.current(&self.lock(), node, &r.job, r.epoch);
+        let Some(id) = current else {
             if let Some(id) = self.already_taken(node, &r) {
                 return Some(id);
             }
-            self.fence(inner, node, &r.job, r.epoch);
+            self.fence(&self.lock(), node, &r.job, r.epoch);
             return None;
-        }
-        let id = parse_name(&r.job, "jobs")?.to_string();
+        };
         if r.success || !r.printer_fault {
-            let (rec, mut job) = match self.stored(&id) {
-                Ok(x) => x,
+            let res = self.change(
+                &id,
+                |_, _| (),
+                |inner, job, ()| {
+                    if inner
+                        .jobs
+                        .get(&id)
+                        .is_none_or(|a| a.epoch != r.epoch || !a.on_node(node))
+                    {
+                        return Ok(None);
+                    }
+                    job.last_report_ms = now_ms();
+                    Ok(Some(if r.success {
+                        job.progress = 1.0;
+                        Change::new(
+                            Some(Event::Complete),
+                            vec![Note::new(EventKind::Completed, "print completed")],
+                        )
+                    } else {
+                        job.failure_reason = r.reason.clone();
+                        Change::new(
+                            Some(Event::Fail),
+                            vec![Note::new(EventKind::Failed, r.reason.clone())],
+                        )
+                    }))
+                },
+            );
+            match res {
+                Ok(Some(_)) => {}
+                // Moved or ended while the result waited for the job's lock.
+                Ok(None) => return self.already_taken(node, &r),
                 Err(e) => {
                     tracing::error!(job = %id, error = %e, "result not stored");
                     return None;
                 }
-            };
-            job.last_report_ms = now_ms();
-            let res = if r.success {
-                job.progress = 1.0;
-                self.commit(
-                    inner,
-                    &rec.owner,
-                    job,
-                    Some(Event::Complete),
-                    vec![Note::new(EventKind::Completed, "print completed")],
-                )
-            } else {
-                job.failure_reason = r.reason.clone();
-                self.commit(
-                    inner,
-                    &rec.owner,
-                    job,
-                    Some(Event::Fail),
-                    vec![Note::new(EventKind::Failed, r.reason)],
-                )
-            };
-            if let Err(e) = res {
-                tracing::error!(job = %id, error = %e, "result not stored");
-                return None;
             }
         } else {
             let why = format!("printer failed: {}", r.reason);
-            self.reroute(inner, &id, &why, true);
+            self.reroute(&id, r.epoch, &why, true);
         }
         Some(id)
     }

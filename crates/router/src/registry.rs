@@ -46,8 +46,6 @@ pub(crate) struct ActiveJob {
     pub estimate_s: f64,
     /// On a node that went silent after it started: re-routed when the grace ends.
     pub lost_since: Option<Instant>,
-    /// Printers that failed this job; never chosen again for it (stored with the job).
-    pub excluded: Vec<Arc<str>>,
 }
 
 impl ActiveJob {

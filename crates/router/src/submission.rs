@@ -130,7 +130,6 @@ impl Network {
                     progress: 0.0,
                     estimate_s,
                     lost_since: None,
-                    excluded: Vec::new(),
                 },
             );
             if self
@@ -147,16 +146,16 @@ impl Network {
             }
             out.push(job);
         }
+        drop(inner);
         // Its printer stopped taking jobs between the routing and now: move it on at once.
         for id in closed {
             self.reroute(
-                &mut inner,
                 &id,
+                1,
                 "the printer stopped taking jobs as the job was placed",
                 false,
             );
         }
-        drop(inner);
         tracing::debug!(jobs = out.len(), design = %design_name, "jobs submitted");
         Ok(Some((
             Submitted {

@@ -5,14 +5,20 @@
 //! edges of `fabrouter_router::lifecycle`, end where the job is, and each printer's count of
 //! active jobs must match the jobs that are on it (no job in two places).
 //!
+//! The router runs on a store that fails the test if the core ever calls it with its registry
+//! lock held (the lock every request takes: store I/O under it would serialise the router on a
+//! networked database).
+//!
 //! Seeds are fixed so a failure repeats; `FABROUTER_LIFECYCLE_SEED=n` runs another series.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use fabrouter_api::v1 as pb;
 use fabrouter_router::Codec;
 use fabrouter_router::lifecycle::{JobState, reachable_in_one_step};
 use fabrouter_server::convert::ProstCodec;
+use fabrouter_testkit::checked_store::CheckedStore;
 use fabrouter_testkit::router::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,8 +39,8 @@ fn progress(node: &SimNode, job: &str, epoch: u64, phase: &str, fraction: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_customer_and_node_actions_store_only_legal_transitions() {
     let dir = tempfile::tempdir().unwrap();
-    // Long leases: only the actions below move jobs.
-    let r = Router::start(dir.path(), 600.0, 600.0).await;
+    let store = Arc::new(CheckedStore::open(dir.path()));
+    let r = Router::start_with_store(dir.path(), store.clone()).await;
     let owner = r.designer().await;
     let creds = r.node_credentials("n1").await;
     let mut node = SimNode::connect(
@@ -125,6 +131,16 @@ async fn random_customer_and_node_actions_store_only_legal_transitions() {
     progress(&node, &sentinel.name, sentinel.epoch, "printing", 0.5);
     wait_state(&mut jobs, &sentinel.name, pb::JobState::Printing).await;
 
+    assert!(
+        store.calls() > 1000,
+        "the store was used: {}",
+        store.calls()
+    );
+    assert_eq!(
+        store.under_lock(),
+        Vec::<&str>::new(),
+        "store calls made with the registry lock held"
+    );
     let store = r.state().store.clone();
     let mut seen: HashMap<JobState, usize> = HashMap::new();
     let mut on_printer: HashMap<String, u32> = HashMap::new();

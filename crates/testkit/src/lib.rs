@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 #[cfg(feature = "router")]
+pub mod checked_store;
+#[cfg(feature = "router")]
 pub mod router;
 
 /// An external tool some tests need.

@@ -69,6 +69,8 @@ pub struct Api {
 
 /// fabd running in this process, and its [`Api`].
 pub struct Router {
+    /// The checked store a debug build serves (see `checked_store`).
+    checked: Option<Arc<crate::checked_store::CheckedStore>>,
     running: Option<Running>,
     stop: Option<oneshot::Sender<()>>,
     dir: PathBuf,
@@ -114,6 +116,13 @@ impl Router {
         let shutdown = async {
             let _ = rx.await;
         };
+        // Debug builds (tests) serve a store that checks the core never calls it under its
+        // registry lock; release builds (benchmarks) serve sled as fabd does.
+        let checked = (store.is_none() && cfg!(debug_assertions)).then(|| {
+            std::fs::create_dir_all(&config.data_dir).unwrap();
+            Arc::new(crate::checked_store::CheckedStore::open(&config.data_dir))
+        });
+        let store = store.or_else(|| checked.clone().map(|c| c as Arc<dyn Store>));
         let running = match store {
             Some(store) => start_with_store(config, store, shutdown).await,
             None => start(config, shutdown).await,
@@ -125,6 +134,7 @@ impl Router {
             .trim()
             .to_string();
         Router {
+            checked,
             running: Some(running),
             stop: Some(tx),
             dir: dir.to_path_buf(),
@@ -133,9 +143,17 @@ impl Router {
     }
 
     /// Shuts down and waits until the store is flushed.
+    /// Fails if the router called its store with the registry lock held.
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.running.take().unwrap().wait().await.unwrap();
+        if let Some(c) = &self.checked {
+            assert_eq!(
+                c.under_lock(),
+                Vec::<&str>::new(),
+                "store calls made with the router's registry lock held"
+            );
+        }
     }
 
     /// The server as `start` returned it (address, state, network).
