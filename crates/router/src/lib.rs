@@ -10,15 +10,17 @@
 //!    the routing request (`customer_request`: access rules, printability, location);
 //! 2. `figures` gives the design's estimate per profile (memory, else the [`Catalog`]);
 //! 3. the scheduler routes it on the fleet's read lock (`quoting::assign`);
-//! 4. under the registry lock, the jobs are written (`Store::create_jobs`, the idempotency
-//!    key is the commit point) and entered in the registry, and assignments go to nodes;
+//! 4. the jobs are written (`Store::create_jobs`, the idempotency key is the commit point),
+//!    then entered in the registry, and assignments go to nodes;
 //! 5. the caller awaits the [`Ticket`] (`durability`) before answering.
 //!
-//! Every later change of a job goes through `jobs::Network::commit`, which takes the state
-//! machine's verdict ([`lifecycle::transition`]) before it writes.
+//! Every later change of a job goes through `jobs::Network::change`, which holds the job's own
+//! lock, takes the state machine's verdict ([`lifecycle::transition`]) and writes with no
+//! other lock held.
 //!
-//! Locks, always in this order: the registry mutex (`Inner`), then the fleet's read-write
-//! lock; the figure cache's mutex is taken alone. None is held across an await.
+//! Locks, always in this order: a job's lock, the registry mutex (`Inner`), the fleet's
+//! read-write lock; the figure cache's mutex is taken alone. None is held across an await,
+//! and the store is never called with the registry mutex held ([`holds_registry_lock`]).
 
 pub mod access;
 mod durability;
