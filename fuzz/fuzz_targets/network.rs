@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use fabrouter_api::v1 as pb;
-use fabrouter_server::State;
-use fabrouter_server::config::Config;
 use fabrouter_router::protocol::{Command, Hangup};
 use fabrouter_router::{Network, NetworkConfig};
+use fabrouter_server::State;
 use fabrouter_server::catalog::StoreCatalog;
+use fabrouter_server::config::Config;
 use fabrouter_server::convert::{self, ProstCodec};
 use fabrouter_store::{SledStore, Store};
 use libfuzzer_sys::fuzz_target;
@@ -250,7 +250,10 @@ impl World<'_> {
             .into_iter()
             .map(|h| (h.job, (h.epoch, h.printer_id)))
             .collect();
-        match self.net.node_connected(&n.id, &convert::hello_from(hello), tx) {
+        match self
+            .net
+            .node_connected(&n.id, &convert::hello_from(hello), tx)
+        {
             Ok(session) => {
                 n.session = Some(session);
                 n.rx = Some(rx);
