@@ -194,19 +194,8 @@ impl Network {
                 inner.queued.insert(rec.id.clone());
             }
             let printer = inner.intern(&job.printer);
-            inner.jobs.insert(
-                rec.id,
-                ActiveJob {
-                    printer,
-                    state: job.state,
-                    epoch: job.epoch,
-                    version: rec.version,
-                    last_seq: rec.last_seq,
-                    progress: job.progress,
-                    estimate_s,
-                    lost_since: None,
-                },
-            );
+            let active = ActiveJob::of(&job, &rec, printer);
+            inner.jobs.insert(rec.id, active);
             Ok(())
         })?;
         let (events, _) = broadcast::channel(4096);

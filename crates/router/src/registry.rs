@@ -49,6 +49,27 @@ pub(crate) struct ActiveJob {
 }
 
 impl ActiveJob {
+    /// What memory keeps of a stored job: `printer` is the registry's interned name.
+    pub fn of(
+        job: &crate::model::Job,
+        rec: &fabrouter_store::JobRecord,
+        printer: Option<Arc<str>>,
+    ) -> ActiveJob {
+        ActiveJob {
+            printer,
+            state: job.state,
+            epoch: job.epoch,
+            version: rec.version,
+            last_seq: rec.last_seq,
+            progress: job.progress,
+            estimate_s: job
+                .placement
+                .as_ref()
+                .map_or(0.0, crate::model::Placement::print_time_s),
+            lost_since: None,
+        }
+    }
+
     pub fn printer(&self) -> &str {
         self.printer.as_deref().unwrap_or("")
     }

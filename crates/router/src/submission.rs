@@ -117,21 +117,10 @@ impl Network {
             .zip(new.jobs)
             .zip(new.events)
             .zip(commands);
-        for (((rec, (job, estimate_s)), evs), cmd) in jobs {
+        for (((rec, (job, _)), evs), cmd) in jobs {
             let printer = inner.intern(&job.printer);
-            inner.jobs.insert(
-                rec.id,
-                ActiveJob {
-                    printer,
-                    state: job.state,
-                    epoch: job.epoch,
-                    version: rec.version,
-                    last_seq: rec.last_seq,
-                    progress: 0.0,
-                    estimate_s,
-                    lost_since: None,
-                },
-            );
+            let active = ActiveJob::of(&job, &rec, printer);
+            inner.jobs.insert(rec.id, active);
             if self
                 .fleet()
                 .get(&job.printer)

@@ -156,35 +156,26 @@ async fn a_job_runs_its_lifecycle_and_the_watch_replays_every_event() {
     wait_state(&mut jobs, &job.name, pb::JobState::Completed).await;
     // The result is acknowledged once durable; a node that did not see the acknowledgement
     // sends it again and is acknowledged again, without the job changing.
-    let acked = |m: pb::router_message::Msg| match m {
-        pb::router_message::Msg::ResultAck(r) => Some((r.job, r.epoch)),
-        _ => None,
+    async fn next_ack(node: &mut SimNode) -> (String, u64) {
+        loop {
+            if let pb::router_message::Msg::ResultAck(r) = node.next().await {
+                return (r.job, r.epoch);
+            }
+        }
+    }
+    let version = || {
+        r.state()
+            .store
+            .get_job(&job.name[5..])
+            .unwrap()
+            .unwrap()
+            .version
     };
-    let mut ack = None;
-    while ack.is_none() {
-        ack = acked(node.next().await);
-    }
-    assert_eq!(ack, Some((job.name.clone(), 1)));
-    let version_before = r
-        .state()
-        .store
-        .get_job(&job.name[5..])
-        .unwrap()
-        .unwrap()
-        .version;
+    assert_eq!(next_ack(&mut node).await, (job.name.clone(), 1));
+    let version_before = version();
     node.result(&a.job, 1, true, false, "");
-    let mut ack = None;
-    while ack.is_none() {
-        ack = acked(node.next().await);
-    }
-    assert_eq!(ack, Some((job.name.clone(), 1)));
-    let version_after = r
-        .state()
-        .store
-        .get_job(&job.name[5..])
-        .unwrap()
-        .unwrap()
-        .version;
+    assert_eq!(next_ack(&mut node).await, (job.name.clone(), 1));
+    let version_after = version();
     assert_eq!(
         version_before, version_after,
         "a resent result is not taken twice"
