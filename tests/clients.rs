@@ -1,7 +1,8 @@
 //! The client examples run as a marketplace developer would run them, against a real `fabd` and a
 //! `fab-node` with one `virtual-printer`: `examples/upload_and_watch.rs` (Rust) and
 //! `examples/python/client.py` (Python, grpcio). Each uploads the reference cube, takes the best
-//! quote, submits, and watches the job until it completes.
+//! quote, submits, and watches the job until it completes. `examples/python/node.py`, a node
+//! written from the proto alone, prints a job for a real `fabd` to completion.
 //!
 //! Needs `prusa-slicer` on PATH (the node slices); the Python test also needs grpcio-tools
 //! (`python3 -m pip install -r examples/python/requirements.txt`). Where the build found them
@@ -339,4 +340,99 @@ fn clients_report_errors_plainly(python: bool) {
         }
     }
     assert!(fabd.stop());
+}
+
+/// The contract alone is enough for a node: `examples/python/node.py`, written from
+/// `network.proto` in another language, registers a printer, takes a job, downloads and checks
+/// the design, reports progress and its result, and exits once the router acknowledged it.
+#[test]
+#[cfg_attr(
+    missing_python_grpc,
+    ignore = "python3 with grpcio-tools is not installed (pip install -r examples/python/requirements.txt)"
+)]
+fn a_node_written_in_python_from_the_proto_alone_prints_a_job() {
+    require(Tool::PythonGrpc);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fabd = Fabd::start(&dir.path().join("fabd"));
+    let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
+    let secret = |args: &[&str]| {
+        fab_json(&server, &admin, args)["secret"]
+            .as_str()
+            .expect("a secret")
+            .to_string()
+    };
+    let designer = secret(&["admin", "token", "create", "--role", "designer"]);
+    let node_secret = secret(&["admin", "node", "create", "py"]);
+    let mut node = Command::new("python3");
+    node.arg(repo().join("examples/python/node.py")).args([
+        "--server",
+        &server,
+        "--node-id",
+        "py",
+        "--lat",
+        "52.52",
+        "--lon",
+        "13.405",
+        "--print-seconds",
+        "1",
+        "--jobs",
+        "1",
+    ]);
+    node.env("FAB_NODE_SECRET", &node_secret);
+    let out_path = dir.path().join("node.out");
+    let err_path = dir.path().join("node.err");
+    let mut child = node
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("python3 runs");
+    let log = || {
+        format!(
+            "--- node stdout\n{}--- node stderr\n{}",
+            std::fs::read_to_string(&out_path).unwrap_or_default(),
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        )
+    };
+    wait_for("the python node's printer to be idle", 60, || {
+        let out = fab(&server, &designer, &["printers", "--json"]);
+        String::from_utf8_lossy(&out.stdout).contains("\"idle\"")
+    });
+    let cube = reference("stl/trimesh__20mm-xyz-cube.stl");
+    let design = fab_json(&server, &designer, &["upload", cube.to_str().unwrap()])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let submitted = fab_json(
+        &server,
+        &designer,
+        &[
+            "jobs", "submit", &design, "--lat", CUSTOMER.0, "--lon", CUSTOMER.1,
+        ],
+    );
+    let job = submitted["jobs"][0]["name"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not finish: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{}", log());
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        stdout.contains(&format!("{job} epoch 1: result acknowledged")),
+        "{}",
+        log()
+    );
+    let at_router = fab_json(&server, &designer, &["jobs", "get", &job]);
+    assert_eq!(at_router["state"], "completed", "{at_router}");
+    assert_eq!(
+        at_router["printer"], "nodes/py/printers/py-1",
+        "{at_router}"
+    );
 }
