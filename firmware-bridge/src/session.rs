@@ -31,6 +31,13 @@ use handle::Control;
 use handshake::Link;
 use job::ActiveJob;
 
+/// The time on tokio's clock, as the `Instant` the line window works with. Never
+/// `std::time::Instant::now()`: under tokio's paused clock (tests, the fuzz target) the two
+/// differ, and deadlines computed on one would never come on the other.
+pub(crate) fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Longest firmware line kept; longer ones are cut (noise on the line, not protocol).
 const MAX_REPLY_BYTES: usize = 4096;
 
@@ -69,7 +76,7 @@ where
         events: mpsc::UnboundedSender<Event>,
         ready: oneshot::Sender<Result<FirmwareInfo, BridgeError>>,
     ) -> Self {
-        let now = Instant::now();
+        let now = clock();
         Self {
             reader: BufReader::new(read),
             writer: write,
@@ -186,14 +193,14 @@ where
         for cmd in std::mem::take(&mut self.urgent) {
             // Outside the window: the emergency parser acts on arrival; the normal parser
             // acknowledges it later like any command.
-            self.window.send_outside_window(cmd, Instant::now());
+            self.window.send_outside_window(cmd, clock());
             self.write_line(cmd).await?;
         }
         loop {
             if self.link != Link::Ready {
                 return Ok(());
             }
-            match self.window.poll_backlog(Instant::now()) {
+            match self.window.poll_backlog(clock()) {
                 Backlog::Wait => return Ok(()),
                 Backlog::Renumber(cmd) => {
                     self.write_line(&cmd).await?;
@@ -212,7 +219,7 @@ where
                 Backlog::Empty => {}
             }
             if let Some(cmd) = self.control_queue.front() {
-                let Some(framed) = self.window.send_numbered(cmd, Instant::now()) else {
+                let Some(framed) = self.window.send_numbered(cmd, clock()) else {
                     return Ok(());
                 };
                 self.control_queue.pop_front();
@@ -220,7 +227,7 @@ where
                 continue;
             }
             if self.poll_due() {
-                if !self.window.send_unnumbered(STATUS_QUERY, Instant::now()) {
+                if !self.window.send_unnumbered(STATUS_QUERY, clock()) {
                     return Ok(());
                 }
                 self.write_line(STATUS_QUERY).await?;
@@ -234,7 +241,7 @@ where
     }
 
     fn next_deadline(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(3600);
+        let far = clock() + Duration::from_secs(3600);
         let mut deadline = far;
         match &self.link {
             Link::Detecting {
@@ -253,7 +260,7 @@ where
                     deadline = deadline.min(t);
                 }
                 // An overdue poll is blocked by the window; the next reply re-checks it.
-                if !self.autoreport && self.next_poll > Instant::now() {
+                if !self.autoreport && self.next_poll > clock() {
                     deadline = deadline.min(self.next_poll);
                 }
             }
@@ -266,7 +273,7 @@ where
         if self.link != Link::Ready {
             return self.on_handshake_timer().await;
         }
-        let now = Instant::now();
+        let now = clock();
         self.report_progress_if_due(now);
         match self.window.on_tick(now) {
             None => {}
@@ -294,7 +301,7 @@ where
     async fn on_line(&mut self, raw: &str) -> Result<(), BridgeError> {
         let text = raw.trim_end();
         tracing::trace!("<< {text}");
-        let now = Instant::now();
+        let now = clock();
         let reply = parse_reply(text);
         let keepalive = matches!(
             reply,
@@ -317,7 +324,7 @@ where
                     self.window.on_buffer_free(b as usize);
                 }
                 if self.link == Link::Ready {
-                    self.window.on_ok(line, with_temperatures, Instant::now());
+                    self.window.on_ok(line, with_temperatures, clock());
                 } else {
                     self.on_handshake_ok().await?;
                 }
@@ -368,7 +375,7 @@ where
         if self.link != Link::Ready {
             return;
         }
-        match self.window.on_resend(n, Instant::now()) {
+        match self.window.on_resend(n, clock()) {
             Resend::Rewound => self.stats.resends += 1,
             Resend::Duplicate => self.stats.duplicate_resends += 1,
             Resend::NothingToRepeat => {}

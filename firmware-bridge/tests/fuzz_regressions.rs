@@ -291,3 +291,62 @@ async fn a_job_failed_during_a_resend_does_not_leave_numbering_out_of_step() {
     let out_of_order = fw.await.unwrap();
     assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
 }
+
+/// fuzz target `session`: the session read std's clock while it slept on tokio's. Under a
+/// paused tokio clock (the fuzz target; any test with paused time) its deadlines never came in
+/// tokio time, so it woke and slept again until real time caught up: 29 s of CPU for one
+/// input. Here a printer goes silent mid-job under a paused clock: the session must give up
+/// after its reply timeouts in tokio time, not after minutes of spinning.
+#[tokio::test(start_paused = true)]
+async fn a_silent_printer_is_given_up_on_in_tokio_time() {
+    let (host, printer) = tokio::io::duplex(4096);
+    tokio::spawn(async move {
+        let (read, mut write) = tokio::io::split(printer);
+        let mut lines = BufReader::new(read).lines();
+        let mut job_lines = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("G1 ") {
+                job_lines += 1;
+                if job_lines > 3 {
+                    continue; // silence: no `ok`, no reply to anything from here on
+                }
+            } else if job_lines > 3 {
+                continue;
+            }
+            let reply = if line == "M115" {
+                "FIRMWARE_NAME:Test\nok\n"
+            } else {
+                "ok\n"
+            };
+            if write.write_all(reply.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.gcode");
+    let moves: String = (0..20).map(|i| format!("G1 X{i} Y{i}\n")).collect();
+    std::fs::write(&path, format!("G28\n{moves}")).unwrap();
+    let real = std::time::Instant::now();
+    let (handle, mut events) = connect(host, BridgeConfig::default()).await.unwrap();
+    handle
+        .start(GcodeJob::open(&path).await.unwrap())
+        .await
+        .unwrap();
+    let ended = timeout(Duration::from_secs(3600), async {
+        while let Some(e) = events.recv().await {
+            if let firmware_bridge::Event::Finished { outcome, .. } = e {
+                return outcome;
+            }
+        }
+        panic!("the session ended without finishing the job");
+    })
+    .await
+    .expect("the job ends within an hour of tokio time");
+    assert_eq!(ended, firmware_bridge::Outcome::Failed);
+    assert!(
+        real.elapsed() < Duration::from_secs(10),
+        "{:?} of real time for a timeout in tokio time",
+        real.elapsed()
+    );
+}

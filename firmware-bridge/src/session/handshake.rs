@@ -50,7 +50,7 @@ where
 {
     /// Greeting retries and the handshake's give-up times.
     pub(super) async fn on_handshake_timer(&mut self) -> Result<(), BridgeError> {
-        let now = Instant::now();
+        let now = super::clock();
         match self.link {
             Link::Detecting {
                 next_hello,
@@ -91,7 +91,7 @@ where
                 // The handshake was answered; M110 N0 set the firmware's last line to 0.
                 self.window.numbering_reset();
                 self.link = Link::Capabilities {
-                    give_up: Instant::now() + self.cfg.capability_timeout,
+                    give_up: super::clock() + self.cfg.capability_timeout,
                     named: false,
                 };
                 self.write_line("M115").await?;
@@ -120,7 +120,7 @@ where
 
     async fn link_ready(&mut self) -> Result<(), BridgeError> {
         self.link = Link::Ready;
-        let now = Instant::now();
+        let now = super::clock();
         self.window.link_up(now);
         // One query at once: first temperatures, and its reply shows whether the firmware
         // puts them on the `ok` (needed to match a timeout probe's reply exactly).
@@ -129,7 +129,7 @@ where
         if self.cfg.autoreport_interval_s > 0 && self.firmware.has("AUTOREPORT_TEMP") {
             self.autoreport = true;
             let cmd = format!("M155 S{}", self.cfg.autoreport_interval_s);
-            self.window.send_outside_window(&cmd, Instant::now());
+            self.window.send_outside_window(&cmd, super::clock());
             self.write_line(&cmd).await?;
         } else {
             self.autoreport = false;
@@ -148,7 +148,7 @@ where
         self.window.reset();
         self.control_queue.clear();
         self.firmware = FirmwareInfo::default();
-        self.link = Link::detecting(Instant::now(), &self.cfg);
+        self.link = Link::detecting(super::clock(), &self.cfg);
         self.set_state(PrinterState::Connecting);
     }
 
@@ -158,7 +158,7 @@ where
             Link::Detecting { give_up, .. } => {
                 // Booted: greet at once (an earlier greeting was lost with the reset).
                 self.link = Link::Detecting {
-                    next_hello: Instant::now(),
+                    next_hello: super::clock(),
                     give_up,
                     greeted: false,
                 };

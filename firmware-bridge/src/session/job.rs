@@ -55,7 +55,7 @@ where
         }
         let reader = job.reader().await?;
         let layer_total = (job.summary().layers > 0).then_some(job.summary().layers);
-        let now = Instant::now();
+        let now = super::clock();
         self.stats = JobStats::default();
         self.job = Some(ActiveJob {
             job,
@@ -123,7 +123,7 @@ where
             // A line read earlier waits for room; otherwise read the next one.
             let held = self.job.as_mut().and_then(|j| j.held.take());
             if let Some(cmd) = held {
-                let Some(framed) = self.window.send_numbered(&cmd, Instant::now()) else {
+                let Some(framed) = self.window.send_numbered(&cmd, super::clock()) else {
                     if let Some(job) = self.job.as_mut() {
                         job.held = Some(cmd);
                     }
@@ -162,7 +162,7 @@ where
                 Some(Item::Marker(Marker::Estimate(_))) => {}
                 Some(Item::Command(cmd)) => {
                     if let Some((_, Some(remaining))) = gcode::parse_m73(&cmd) {
-                        job.m73_remaining = Some((remaining, Instant::now()));
+                        job.m73_remaining = Some((remaining, super::clock()));
                         // The slicer's own progress marker: worth reporting at once.
                         job.progress_now = true;
                     }

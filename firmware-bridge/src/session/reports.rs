@@ -23,7 +23,7 @@ where
 
     /// A temperature poll is due (the firmware cannot autoreport).
     pub(super) fn poll_due(&self) -> bool {
-        !self.autoreport && Instant::now() >= self.next_poll
+        !self.autoreport && super::clock() >= self.next_poll
     }
 
     pub(super) fn schedule_poll(&mut self) {
@@ -32,7 +32,7 @@ where
         } else {
             self.cfg.temperature_poll
         };
-        self.next_poll = Instant::now() + every;
+        self.next_poll = super::clock() + every;
     }
 
     /// When a held-back progress report falls due.
@@ -53,7 +53,7 @@ where
         let Some(job) = self.job.as_mut() else {
             return;
         };
-        let now = Instant::now();
+        let now = super::clock();
         let force = force || std::mem::take(&mut job.progress_now);
         if !force && now.duration_since(job.last_progress) < self.cfg.progress_interval {
             // Reported by the timer once the interval is over, so the last state is never lost.
