@@ -14,7 +14,7 @@
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
 
-use super::{Sled, decode, encode, owner_key, tx_err};
+use super::{Sled, decode, encode, owner_key, owner_page, tx_err};
 use crate::{Created, JobRecord, Result, StoreError};
 
 /// The job trees of a [`super::SledStore`].
@@ -387,28 +387,9 @@ impl JobTrees {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<JobRecord>> {
-        let start = owner_key(owner, "");
-        let iter = match after {
-            Some(after) => self
-                .owner_jobs
-                .range(start.clone()..owner_key(owner, after)),
-            None => self.owner_jobs.scan_prefix(&start),
-        };
-        let mut out = Vec::new();
-        for item in iter.rev() {
-            let (key, _) = item.db()?;
-            let id = std::str::from_utf8(&key[start.len()..]).map_err(|e| StoreError::Corrupt {
-                tree: "owner_jobs",
-                reason: e.to_string(),
-            })?;
-            if let Some(rec) = self.get_job(id)? {
-                out.push(rec);
-            }
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        owner_page(&self.owner_jobs, "owner_jobs", owner, after, limit, |id| {
+            self.get_job(id)
+        })
     }
 
     pub(super) fn visit_active_jobs(

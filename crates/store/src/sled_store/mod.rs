@@ -167,6 +167,38 @@ pub(super) fn owner_key(owner: &str, id: &str) -> Vec<u8> {
     k
 }
 
+/// One page of an owner index (`owner_key` entries), newest first, after the id `after`
+/// (exclusive): the records `load` finds for the ids, at most `limit` of them.
+pub(super) fn owner_page<T>(
+    index: &sled::Tree,
+    index_name: &'static str,
+    owner: &str,
+    after: Option<&str>,
+    limit: usize,
+    mut load: impl FnMut(&str) -> Result<Option<T>>,
+) -> Result<Vec<T>> {
+    let start = owner_key(owner, "");
+    let iter = match after {
+        Some(after) => index.range(start.clone()..owner_key(owner, after)),
+        None => index.scan_prefix(&start),
+    };
+    let mut out = Vec::new();
+    for item in iter.rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let (key, _) = item.db()?;
+        let id = std::str::from_utf8(&key[start.len()..]).map_err(|e| StoreError::Corrupt {
+            tree: index_name,
+            reason: e.to_string(),
+        })?;
+        if let Some(rec) = load(id)? {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
 fn count(v: Option<&[u8]>) -> u64 {
     v.and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
@@ -260,29 +292,15 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DesignRecord>> {
-        let start = owner_key(owner, "");
-        let iter = match after {
-            Some(after) => self
-                .owner_designs
-                .range(start.clone()..owner_key(owner, after)),
-            None => self.owner_designs.scan_prefix(&start),
-        };
-        let mut out = Vec::new();
-        for item in iter.rev() {
-            let (key, _) = item.db()?;
-            let id = std::str::from_utf8(&key[start.len()..]).map_err(|e| StoreError::Corrupt {
-                tree: "owner_designs",
-                reason: e.to_string(),
-            })?;
-            // Straight from the tree: a listing should not push the hot designs out.
-            if let Some(rec) = self.design_from_tree(id)? {
-                out.push(rec);
-            }
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        // Straight from the tree: a listing should not push the hot designs out.
+        owner_page(
+            &self.owner_designs,
+            "owner_designs",
+            owner,
+            after,
+            limit,
+            |id| self.design_from_tree(id),
+        )
     }
 
     fn delete_design(&self, id: &str) -> Result<bool> {
