@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fabrouter::{
-    FabNode, Fabd, Tool, VirtualPrinter, fab, fab_json, printer_toml, reference, require, wait_for,
+    FabNode, Fabd, Tool, VirtualPrinter, fab, fab_json, fab_secret, printer_toml, reference,
+    require, wait_for,
 };
 
 /// The customer (Potsdam) and the makerspace (Berlin).
@@ -119,12 +120,7 @@ impl World {
         let dir = tempfile::tempdir().expect("temp dir");
         let fabd = Fabd::start(&dir.path().join("fabd"));
         let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
-        let secret = |args: &[&str]| {
-            fab_json(&server, &admin, args)["secret"]
-                .as_str()
-                .expect("a secret")
-                .to_string()
-        };
+        let secret = |args: &[&str]| fab_secret(&server, &admin, args);
         let designer = secret(&["admin", "token", "create", "--role", "designer"]);
         let node_secret = secret(&["admin", "node", "create", "berlin"]);
         let printer = VirtualPrinter::start(
@@ -355,12 +351,7 @@ fn a_node_written_in_python_from_the_proto_alone_prints_a_job() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fabd = Fabd::start(&dir.path().join("fabd"));
     let (server, admin) = (fabd.addr.clone(), fabd.admin_token());
-    let secret = |args: &[&str]| {
-        fab_json(&server, &admin, args)["secret"]
-            .as_str()
-            .expect("a secret")
-            .to_string()
-    };
+    let secret = |args: &[&str]| fab_secret(&server, &admin, args);
     let designer = secret(&["admin", "token", "create", "--role", "designer"]);
     let node_secret = secret(&["admin", "node", "create", "py"]);
     let mut node = Command::new("python3");

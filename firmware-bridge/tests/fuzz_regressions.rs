@@ -65,6 +65,23 @@ async fn commands_that_cannot_be_one_line_are_refused() {
     handle.command("M117 fine ; comment*").await.unwrap();
 }
 
+/// How the running job ended, waiting `within` at the most.
+async fn outcome(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<firmware_bridge::Event>,
+    within: Duration,
+) -> firmware_bridge::Outcome {
+    timeout(within, async {
+        while let Some(e) = events.recv().await {
+            if let firmware_bridge::Event::Finished { outcome, .. } = e {
+                return outcome;
+            }
+        }
+        panic!("the session ended without finishing the job");
+    })
+    .await
+    .expect("the job ends in time")
+}
+
 /// A Marlin that answers correctly, after `stale` left-over `ok`s already waiting on the link;
 /// returns whether a numbered line ever came before the first `M110`.
 async fn numbering_printer(io: tokio::io::DuplexStream, stale: &str) -> bool {
@@ -133,16 +150,7 @@ async fn an_ok_before_the_greeting_does_not_complete_the_handshake() {
             .start(GcodeJob::open(&path).await.unwrap())
             .await
             .unwrap();
-        let finished = timeout(Duration::from_secs(10), async {
-            while let Some(e) = events.recv().await {
-                if let firmware_bridge::Event::Finished { outcome, .. } = e {
-                    return outcome;
-                }
-            }
-            panic!("events ended");
-        })
-        .await
-        .unwrap();
+        let finished = outcome(&mut events, Duration::from_secs(10)).await;
         assert_eq!(
             finished,
             firmware_bridge::Outcome::Completed,
@@ -261,17 +269,8 @@ async fn a_job_failed_during_a_resend_does_not_leave_numbering_out_of_step() {
         .start(GcodeJob::open(&path).await.unwrap())
         .await
         .unwrap();
-    let outcome = timeout(Duration::from_secs(10), async {
-        while let Some(e) = events.recv().await {
-            if let firmware_bridge::Event::Finished { outcome, .. } = e {
-                return outcome;
-            }
-        }
-        panic!("events ended");
-    })
-    .await
-    .unwrap();
-    assert_eq!(outcome, firmware_bridge::Outcome::Failed);
+    let ended = outcome(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(ended, firmware_bridge::Outcome::Failed);
     // The printer is back; the next command must fit its numbering.
     silent.store(false, Ordering::SeqCst);
     handle.command("M117 after").await.unwrap();
@@ -333,16 +332,8 @@ async fn a_silent_printer_is_given_up_on_in_tokio_time() {
         .start(GcodeJob::open(&path).await.unwrap())
         .await
         .unwrap();
-    let ended = timeout(Duration::from_secs(3600), async {
-        while let Some(e) = events.recv().await {
-            if let firmware_bridge::Event::Finished { outcome, .. } = e {
-                return outcome;
-            }
-        }
-        panic!("the session ended without finishing the job");
-    })
-    .await
-    .expect("the job ends within an hour of tokio time");
+    // An hour of tokio time at the most.
+    let ended = outcome(&mut events, Duration::from_secs(3600)).await;
     assert_eq!(ended, firmware_bridge::Outcome::Failed);
     assert!(
         real.elapsed() < Duration::from_secs(10),
