@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fabrouter_scheduler as sched;
-
 use crate::Network;
 use crate::model::PrinterState;
 use crate::protocol::Hangup;
@@ -40,7 +38,7 @@ impl Network {
                 for (name, p) in inner.printers.iter_mut() {
                     if &p.node == node {
                         p.state = PrinterState::Offline;
-                        let _ = fleet.set_state(name, sched::PrinterState::Offline);
+                        let _ = fleet.set_state(name, PrinterState::Offline);
                     }
                 }
             }

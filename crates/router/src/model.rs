@@ -5,6 +5,8 @@
 use fabrouter_scheduler as sched;
 
 pub use crate::lifecycle::JobState;
+/// A printer's condition as its node reports it (the scheduler's, which routing reads).
+pub use fabrouter_scheduler::PrinterState;
 
 /// A point as a client sent it (not yet validated; see [`sched::GeoPoint::new`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -181,29 +183,6 @@ pub struct JobEvent {
     pub progress: f64,
     pub layer: u32,
     pub remaining_s: f64,
-}
-
-/// A printer's condition as its node reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PrinterState {
-    #[default]
-    Idle,
-    Printing,
-    Paused,
-    Offline,
-    Maintenance,
-}
-
-impl PrinterState {
-    pub fn to_sched(self) -> sched::PrinterState {
-        match self {
-            PrinterState::Idle => sched::PrinterState::Idle,
-            PrinterState::Printing => sched::PrinterState::Printing,
-            PrinterState::Paused => sched::PrinterState::Paused,
-            PrinterState::Offline => sched::PrinterState::Offline,
-            PrinterState::Maintenance => sched::PrinterState::Maintenance,
-        }
-    }
 }
 
 /// Prices in minor units per hour, per gram and per job.

@@ -210,11 +210,10 @@ impl Network {
                     let name = printer_name(node, &printer_id);
                     let mut opened = false;
                     if let Some(p) = inner.printers.get_mut(name.as_str()) {
-                        opened =
-                            !p.state.to_sched().accepts_jobs() && state.to_sched().accepts_jobs();
+                        opened = !p.state.accepts_jobs() && state.accepts_jobs();
                         p.state = state;
                         p.last_seen_ms = now_ms();
-                        let _ = self.fleet_mut().set_state(&name, state.to_sched());
+                        let _ = self.fleet_mut().set_state(&name, state);
                     }
                     // A printer back from offline or maintenance can take what waits.
                     if opened && !inner.queued.is_empty() {

@@ -204,7 +204,7 @@ pub(crate) fn sched_printer(
                 price.currency
             },
         },
-        state: state.to_sched(),
+        state,
         queued_work_s: 0.0,
         active_jobs: 0,
     };

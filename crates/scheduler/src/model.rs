@@ -42,8 +42,9 @@ impl Technology {
 
 /// What a printer is doing. Idle, printing and paused printers accept jobs (the latter two
 /// queue them); offline and maintenance printers do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum PrinterState {
+    #[default]
     Idle,
     Printing,
     Paused,
