@@ -28,6 +28,16 @@ pub struct BridgeConfig {
     /// flight before its `ok` is taken as lost. Rule 6 exempts long commands from the reply
     /// timer; this bound only catches an `ok` lost after one.
     pub long_command_timeout: Duration,
+    /// Recover a lost `ok` with a numbered M105 once it is overdue by the adaptive timeout
+    /// (a few observed round trips), instead of waiting for the reply timeout.
+    pub quick_probe: bool,
+    /// Least wait before a quick probe (also the wait before the first round trip is known is
+    /// [`BridgeConfig::quick_probe_max`]).
+    pub quick_probe_min: Duration,
+    /// Most wait before a quick probe, before backoff.
+    pub quick_probe_max: Duration,
+    /// Quick probes in a row without an acknowledgement; then only the reply timeout acts.
+    pub max_quick_probes: u32,
     /// Consecutive reply timeouts (each provoking with M105) before the printer is declared gone.
     pub max_consecutive_timeouts: u32,
     /// Time for the firmware to answer the handshake.
@@ -67,6 +77,10 @@ impl Default for BridgeConfig {
             reply_timeout: Duration::from_secs(30),
             reply_timeout_busy: Duration::from_secs(3),
             long_command_timeout: Duration::from_secs(15 * 60),
+            quick_probe: true,
+            quick_probe_min: Duration::from_millis(20),
+            quick_probe_max: Duration::from_secs(1),
+            max_quick_probes: 4,
             max_consecutive_timeouts: 5,
             detect_timeout: Duration::from_secs(10),
             hello_interval: Duration::from_secs(1),

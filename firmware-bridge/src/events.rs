@@ -87,6 +87,8 @@ pub struct JobStats {
     pub duplicate_resends: u64,
     /// Reply timeouts.
     pub timeouts: u64,
+    /// Numbered status queries sent because an acknowledgement was overdue (lost `ok`s).
+    pub quick_probes: u64,
     /// Wall time in seconds.
     pub elapsed_s: f64,
 }

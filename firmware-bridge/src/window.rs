@@ -5,6 +5,13 @@
 //! It exists so these rules can be tested line by line in microseconds: nothing here reads a
 //! clock, awaits or touches the port. The session feeds it events with the time they happened
 //! and writes whatever text it hands back.
+//!
+//! A lost acknowledgement is recovered by a quick probe rather than the long reply timeout:
+//! once the oldest `ok` is overdue by a few observed round trips (an estimate kept like TCP's
+//! retransmission timer), a *numbered* `M105` goes out. Being numbered, it is only accepted if
+//! every earlier line was (otherwise the firmware asks for the missing one), and commands run in
+//! order, so its `ok` (recognised by the temperatures it carries) proves every line sent before
+//! it was executed: their acknowledgements were lost, and none is sent twice or skipped.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -84,6 +91,9 @@ pub(crate) enum Resend {
 /// What the reply timer decided.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Timeout {
+    /// An acknowledgement is overdue by the adaptive timeout: write this framed, numbered
+    /// status query, whose `ok` settles every line sent before it.
+    QuickProbe(String),
     /// The oldest acknowledgement is taken as lost; write this command to provoke a reply.
     Probe(&'static str),
     /// Too many timeouts in a row: nothing is tracked any more; the printer is gone.
@@ -113,6 +123,13 @@ pub(crate) struct LineWindow {
     resend_hold: Option<Instant>,
     /// Shortest send-to-`ok` time seen (decaying): the link's round trip.
     rtt_min: Option<Duration>,
+    /// Smoothed send-to-`ok` time and its mean deviation (RFC 6298's SRTT and RTTVAR).
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    /// Quick probes sent since the last acknowledgement (each doubles the next wait).
+    quick_probes: u32,
+    /// When the last quick probe went out.
+    last_probe: Option<Instant>,
     resend_streak: (u64, u32),
     advanced_ok: bool,
     buffer_slots: usize,
@@ -140,6 +157,10 @@ impl LineWindow {
             last_rewind: None,
             resend_hold: None,
             rtt_min: None,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            quick_probes: 0,
+            last_probe: None,
             resend_streak: (0, 0),
             advanced_ok: false,
             buffer_slots: 1,
@@ -179,6 +200,8 @@ impl LineWindow {
         self.resend_hold = None;
         self.resend_streak = (0, 0);
         self.advanced_ok = false;
+        self.quick_probes = 0;
+        self.last_probe = None;
     }
 
     /// The firmware halted: nothing in flight will be acknowledged, nothing is resent.
@@ -290,12 +313,16 @@ impl LineWindow {
         let framed = gcode::frame(n, command);
         self.next_line += 1;
         self.cursor = self.next_line;
-        self.history.push_back((n, framed.clone()));
+        self.push_history(n, &framed);
+        self.record_numbered(n, &framed, now);
+        Some(framed)
+    }
+
+    fn push_history(&mut self, n: u64, framed: &str) {
+        self.history.push_back((n, framed.to_string()));
         while self.history.len() > self.cfg.history_lines.max(50) {
             self.history.pop_front();
         }
-        self.record_numbered(n, &framed, now);
-        Some(framed)
     }
 
     /// Records an unnumbered host command (a status query, never job content) if the window
@@ -355,7 +382,9 @@ impl LineWindow {
         now: Instant,
     ) -> Option<u64> {
         self.consecutive_timeouts = 0;
-        if self.resend_ok_due.take().is_some() {
+        // An `ok` with temperatures answers a status query, never a resend request.
+        let answers_query = with_temperatures && self.in_flight.iter().any(|f| f.status_query);
+        if !answers_query && self.resend_ok_due.take().is_some() {
             // This `ok` belongs to the resend request, not to a line.
             return None;
         }
@@ -376,8 +405,16 @@ impl LineWindow {
         if with_temperatures {
             self.ok_carries_temperatures = true;
             if let Some(i) = self.in_flight.iter().position(|f| f.status_query) {
-                self.in_flight.remove(i);
-                return None;
+                let Some(line) = self.in_flight[i].line else {
+                    self.in_flight.remove(i);
+                    return None;
+                };
+                // A numbered probe was executed, so was everything sent before it: their
+                // acknowledgements were lost.
+                self.in_flight.drain(..=i);
+                self.quick_probes = 0;
+                self.last_probe = None;
+                return Some(line);
             }
         }
         if let Some(n) = line
@@ -419,6 +456,24 @@ impl LineWindow {
 
     fn sample_rtt(&mut self, sent_at: Instant, now: Instant) {
         let sample = now.saturating_duration_since(sent_at);
+        self.quick_probes = 0;
+        self.last_probe = None;
+        // RFC 6298 section 2: gains 1/8 and 1/4.
+        match self.srtt {
+            None => {
+                self.srtt = Some(sample);
+                self.rttvar = sample / 2;
+            }
+            Some(srtt) => {
+                let dev = if srtt > sample {
+                    srtt - sample
+                } else {
+                    sample - srtt
+                };
+                self.rttvar = self.rttvar.mul_f64(0.75) + dev.mul_f64(0.25);
+                self.srtt = Some(srtt.mul_f64(0.875) + sample.mul_f64(0.125));
+            }
+        }
         // A minimum that slowly forgets, so a one-off fast reply does not stick forever.
         self.rtt_min = Some(match self.rtt_min {
             Some(min) => sample.min(min.mul_f64(1.01)),
@@ -505,9 +560,49 @@ impl LineWindow {
         Some(self.last_rx + timeout)
     }
 
+    /// How long an acknowledgement may take before a quick probe: the smoothed round trip plus
+    /// four deviations, within the configured bounds, doubled for each probe already sent.
+    pub(crate) fn probe_timeout(&self) -> Duration {
+        let base = match self.srtt {
+            Some(srtt) => srtt + self.rttvar * 4,
+            None => self.cfg.quick_probe_max,
+        };
+        let backoff = 1u32 << self.quick_probes.min(16);
+        let max = self.cfg.quick_probe_max.max(self.cfg.quick_probe_min);
+        base.clamp(self.cfg.quick_probe_min, max) * backoff
+    }
+
+    /// When a quick probe is due, if one may be sent at all: only on firmware whose status
+    /// `ok` is recognisable, with no resend or renumbering pending (a probe takes the next
+    /// line number), nothing long in flight, and fewer probes than the limit.
+    fn probe_deadline(&self) -> Option<Instant> {
+        if !self.cfg.quick_probe
+            || !self.ok_carries_temperatures
+            || self.quick_probes >= self.cfg.max_quick_probes
+            || self.resend_ok_due.is_some()
+            || self.resend_hold.is_some()
+            || self.renumber
+            || self.cursor != self.next_line
+            || self.in_flight.iter().any(|f| f.long)
+        {
+            return None;
+        }
+        let oldest = self.in_flight.front()?;
+        let since = [Some(oldest.sent_at), Some(self.last_alive), self.last_probe]
+            .into_iter()
+            .flatten()
+            .max()?;
+        Some(since + self.probe_timeout())
+    }
+
     /// The next moment [`LineWindow::on_tick`] has something to do.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        [self.resend_ok_due, self.resend_hold, self.reply_deadline()]
+        [
+            self.resend_ok_due,
+            self.resend_hold,
+            self.reply_deadline(),
+            self.probe_deadline(),
+        ]
             .into_iter()
             .flatten()
             .min()
@@ -522,6 +617,20 @@ impl LineWindow {
         }
         if self.resend_hold.is_some_and(|until| now >= until) {
             self.resend_hold = None;
+        }
+        if self.probe_deadline().is_some_and(|t| now >= t)
+            && self.reply_deadline().is_none_or(|t| now < t)
+        {
+            self.quick_probes += 1;
+            self.last_probe = Some(now);
+            let n = self.next_line;
+            let framed = gcode::frame(n, STATUS_QUERY);
+            self.next_line += 1;
+            self.cursor = self.next_line;
+            self.push_history(n, &framed);
+            // Outside the window: with one line in flight, the probe must pass it.
+            self.record_numbered(n, &framed, now);
+            return Some(Timeout::QuickProbe(framed));
         }
         if self.reply_deadline().is_none_or(|t| now < t) {
             return None;
@@ -827,6 +936,7 @@ mod tests {
         let s = |s: u64| t0 + Duration::from_secs(s);
         let cfg = BridgeConfig {
             max_consecutive_timeouts: 2,
+            quick_probe: false,
             ..BridgeConfig::default()
         };
         let mut w = ready(&cfg, t0);
@@ -846,6 +956,153 @@ mod tests {
         assert_eq!(w.on_tick(s(120)), Some(Timeout::GiveUp { timeouts: 3 }));
         assert!(w.settled());
         assert_eq!(w.deadline(), None);
+    }
+
+    /// A ready window that has seen `ok T:` and a steady 5 ms round trip on lines 1..=8;
+    /// returns it with line 9 next.
+    fn with_round_trip(cfg: &BridgeConfig, t0: Instant) -> LineWindow {
+        let mut w = ready(cfg, t0);
+        assert!(w.send_unnumbered(STATUS_QUERY, t0));
+        assert_eq!(w.on_ok(None, true, ms(t0, 1)), None);
+        for n in 1..=8 {
+            send_g1(&mut w, n, ms(t0, n * 10));
+            assert_eq!(w.on_ok(None, false, ms(t0, n * 10 + 5)), Some(n));
+        }
+        w
+    }
+
+    fn probe(n: u64) -> String {
+        gcode::frame(n, STATUS_QUERY)
+    }
+
+    #[test]
+    fn a_lost_ok_is_recovered_by_a_numbered_probe_after_a_few_round_trips() {
+        let t0 = Instant::now();
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        // Round trip 5 ms, no deviation left to speak of: the floor of 20 ms applies.
+        assert_eq!(w.probe_timeout(), Duration::from_millis(20));
+        send_g1(&mut w, 9, ms(t0, 100));
+        assert_eq!(w.deadline(), Some(ms(t0, 120)));
+        assert_eq!(w.on_tick(ms(t0, 119)), None);
+        assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
+        // The probe passes the full one-line window; nothing else does.
+        assert_eq!(w.send_numbered(&g1(11), ms(t0, 121)), None);
+        // Its `ok T:` proves line 9 ran: both are done, and line 11 follows the probe.
+        assert_eq!(w.on_ok(None, true, ms(t0, 125)), Some(10));
+        assert!(w.settled());
+        send_g1(&mut w, 11, ms(t0, 125));
+    }
+
+    #[test]
+    fn a_slow_ok_and_the_probe_are_each_matched_once() {
+        let t0 = Instant::now();
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        send_g1(&mut w, 9, ms(t0, 100));
+        assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
+        // Line 9 was only slow: its plain `ok` is its own, the probe's comes next.
+        assert_eq!(w.on_ok(None, false, ms(t0, 130)), Some(9));
+        assert!(!w.settled());
+        assert_eq!(w.send_numbered(&g1(11), ms(t0, 130)), None);
+        assert_eq!(w.on_ok(None, true, ms(t0, 131)), Some(10));
+        assert!(w.settled());
+        send_g1(&mut w, 11, ms(t0, 131));
+    }
+
+    #[test]
+    fn a_line_the_firmware_dropped_is_asked_for_by_the_probe_and_resent() {
+        let t0 = Instant::now();
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        // Line 9 answered only by "No Line Number with checksum": no ok, no resend request.
+        send_g1(&mut w, 9, ms(t0, 100));
+        assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
+        // The numbered probe draws the line-number error: line 9 is asked for, not assumed.
+        assert_eq!(w.on_resend(9, ms(t0, 122)), Resend::Rewound);
+        assert_eq!(w.on_ok(None, false, ms(t0, 122)), None);
+        assert_eq!(w.deadline(), Some(ms(t0, 122 + 17)), "settling: 3 round trips + 2 ms");
+        assert_eq!(w.on_tick(ms(t0, 139)), None);
+        assert_eq!(w.poll_backlog(ms(t0, 139)), Backlog::Resend(framed_g1(9)));
+        assert_eq!(w.poll_backlog(ms(t0, 139)), Backlog::Wait);
+        assert_eq!(w.on_ok(None, false, ms(t0, 144)), Some(9));
+        assert_eq!(w.poll_backlog(ms(t0, 144)), Backlog::Resend(probe(10)));
+        assert_eq!(w.on_ok(None, true, ms(t0, 149)), Some(10));
+        assert_eq!(w.poll_backlog(ms(t0, 149)), Backlog::Empty);
+        assert!(w.settled());
+    }
+
+    #[test]
+    fn unanswered_probes_back_off_then_leave_it_to_the_reply_timeout() {
+        let t0 = Instant::now();
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        send_g1(&mut w, 9, ms(t0, 100));
+        // 20, then 40, 80 and 160 ms after each probe; four probes at most.
+        let mut at = 100;
+        for (i, wait) in [20, 40, 80, 160].into_iter().enumerate() {
+            at += wait;
+            assert_eq!(w.on_tick(ms(t0, at - 1)), None);
+            assert_eq!(
+                w.on_tick(ms(t0, at)),
+                Some(Timeout::QuickProbe(probe(10 + i as u64)))
+            );
+        }
+        // Only the reply timeout is left (30 s after the last reply; none came since t0 here).
+        assert_eq!(w.deadline(), Some(ms(t0, 30_000)));
+        // A late answer to the first probe settles line 9 and that probe; the others follow.
+        assert_eq!(w.on_ok(None, true, ms(t0, 20_000)), Some(10));
+        assert!(!w.settled());
+        for n in 11..=13 {
+            assert_eq!(w.on_ok(None, true, ms(t0, 20_000)), Some(n));
+        }
+        assert!(w.settled());
+    }
+
+    #[test]
+    fn the_probe_timeout_follows_the_observed_round_trip() {
+        let t0 = Instant::now();
+        let mut w = ready(&BridgeConfig::default(), t0);
+        assert!(w.send_unnumbered(STATUS_QUERY, t0));
+        assert_eq!(w.on_ok(None, true, t0), None);
+        // Unknown round trip: the ceiling.
+        assert_eq!(w.probe_timeout(), Duration::from_secs(1));
+        // Steady 100 ms acknowledgements (a full planner of long moves): just over 100 ms.
+        for n in 1..=20 {
+            send_g1(&mut w, n, ms(t0, n * 200));
+            assert_eq!(w.on_ok(None, false, ms(t0, n * 200 + 100)), Some(n));
+        }
+        let rto = w.probe_timeout();
+        assert!(
+            rto >= Duration::from_millis(100) && rto <= Duration::from_millis(200),
+            "{rto:?}"
+        );
+    }
+
+    #[test]
+    fn no_quick_probe_without_recognisable_replies_or_with_a_long_command_in_flight() {
+        let t0 = Instant::now();
+        // Never saw `ok T:`: a probe's reply could not be told from a line's.
+        let mut w = ready(&BridgeConfig::default(), t0);
+        send_g1(&mut w, 1, t0);
+        assert_eq!(w.deadline(), Some(t0 + Duration::from_secs(30)));
+
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        assert_eq!(
+            w.send_numbered("G28", ms(t0, 100)).as_deref(),
+            Some("N9 G28*26")
+        );
+        assert_eq!(w.on_tick(ms(t0, 5_000)), None);
+        assert_eq!(w.deadline(), Some(t0 + Duration::from_secs(15 * 60)));
+    }
+
+    #[test]
+    fn a_probe_answer_is_not_taken_for_a_pending_resend_ok() {
+        let t0 = Instant::now();
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        send_g1(&mut w, 9, ms(t0, 100));
+        assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
+        // Firmware that sends no `ok` after a resend request: the probe's `ok T:` still
+        // answers the probe.
+        assert_eq!(w.on_resend(11, ms(t0, 121)), Resend::NothingToRepeat);
+        assert_eq!(w.on_ok(None, true, ms(t0, 122)), Some(10));
+        assert!(w.settled());
     }
 
     #[test]

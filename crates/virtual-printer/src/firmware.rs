@@ -3,7 +3,7 @@
 //! buffer and a planner, executes commands with realistic timing, heats with a simple thermal
 //! model, answers `ok` after a fixed latency and injects faults.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::{Executed, Fault, PrinterConfig, Shared};
+use crate::{Executed, Fault, LineFault, PrinterConfig, Shared};
 
 /// Room temperature in °C.
 pub const AMBIENT: f64 = 22.0;
@@ -35,6 +35,8 @@ const READ_CHUNK: usize = 4096;
 struct Command {
     line: Option<u64>,
     text: String,
+    /// A scheduled fault: its `ok` is lost.
+    lose_ok: bool,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,8 @@ pub struct Firmware {
     resend_next: bool,
     resend_without_ok_next: bool,
     busy_next: Option<Duration>,
+    /// Line numbers whose scheduled fault fired (each fires once, not again on the resend).
+    fired: HashSet<u64>,
 }
 
 impl Firmware {
@@ -144,6 +148,7 @@ impl Firmware {
             resend_next: false,
             resend_without_ok_next: false,
             busy_next: None,
+            fired: HashSet::new(),
         }
     }
 
@@ -379,12 +384,41 @@ impl Firmware {
                 raw[i] ^= 1 << bit;
                 self.shared().stats.corrupted += 1;
             }
+            let scheduled = self.scheduled_fault(&raw);
+            if scheduled == Some(LineFault::ChecksumMismatch) {
+                // Corrupt a byte of the command, past `N<n> `, so the checksum catches it.
+                let from = raw.iter().position(|&b| b == b' ').map_or(0, |i| i + 1);
+                if let Some(b) = raw.get_mut(from) {
+                    *b ^= 0x01;
+                }
+            }
             let line = String::from_utf8_lossy(&raw).trim().to_string();
-            self.accept_line(&line);
+            self.accept_line(&line, scheduled);
             if self.killed {
                 return;
             }
         }
+    }
+
+    /// The scheduled fault for this line if it is the expected next numbered line and its
+    /// fault has not fired yet; marks it fired.
+    fn scheduled_fault(&mut self, raw: &[u8]) -> Option<LineFault> {
+        if self.cfg.faults.schedule.is_empty() || raw.first() != Some(&b'N') {
+            return None;
+        }
+        let digits: String = raw[1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| char::from(b))
+            .collect();
+        let n: u64 = digits.parse().ok()?;
+        if n != self.last_n + 1 || self.fired.contains(&n) {
+            return None;
+        }
+        let fault = self.cfg.faults.scheduled_at(n)?;
+        self.fired.insert(n);
+        self.shared().stats.scheduled_faults += 1;
+        Some(fault)
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -392,7 +426,7 @@ impl Firmware {
     }
 
     /// Line-number and checksum checks of Marlin's `queue.cpp`.
-    fn accept_line(&mut self, line: &str) {
+    fn accept_line(&mut self, line: &str, scheduled: Option<LineFault>) {
         if let Some(rest) = line.strip_prefix('N') {
             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             let n: Option<u64> = digits.parse().ok();
@@ -410,7 +444,20 @@ impl Firmware {
                 self.line_error("checksum mismatch, Last Line: ");
                 return;
             }
-            if self.resend_next || self.chance(self.cfg.faults.resend) {
+            if scheduled == Some(LineFault::MissingLineNumber) {
+                // OctoPrint's virtual printer: the error alone, no `ok`, no resend request; the
+                // line is dropped and the next one draws a line-number error.
+                let text = format!(
+                    "Error:No Line Number with checksum, Last Line: {}",
+                    self.last_n
+                );
+                self.say(text);
+                return;
+            }
+            if self.resend_next
+                || scheduled == Some(LineFault::Resend)
+                || self.chance(self.cfg.faults.resend)
+            {
                 self.resend_next = false;
                 self.line_error("checksum mismatch, Last Line: ");
                 return;
@@ -427,6 +474,7 @@ impl Firmware {
             self.queue.push_back(Command {
                 line: Some(n),
                 text,
+                lose_ok: scheduled == Some(LineFault::LoseOk),
             });
         } else if line.contains('*') {
             self.line_error("No Line Number with checksum, Last Line: ");
@@ -439,6 +487,7 @@ impl Firmware {
             self.queue.push_back(Command {
                 line: None,
                 text: line.to_string(),
+                lose_ok: false,
             });
         }
     }
@@ -606,7 +655,7 @@ impl Firmware {
             _ => {}
         }
         self.record(&cmd);
-        let lose = self.lose_next_ok || self.chance(self.cfg.faults.lose_ok);
+        let lose = cmd.lose_ok || self.lose_next_ok || self.chance(self.cfg.faults.lose_ok);
         if lose {
             self.lose_next_ok = false;
             self.shared().stats.lost_oks += 1;
@@ -688,6 +737,8 @@ impl Firmware {
         // Output not yet on the wire dies with the board.
         self.outbox.clear();
         self.last_n = 0;
+        // Numbering restarts: the schedule applies afresh.
+        self.fired.clear();
         self.killed = false;
         self.awol = None;
         self.autoreport = None;

@@ -117,6 +117,54 @@ pub struct FaultPlan {
     pub awol_after_line: Option<u64>,
     /// Raise a fatal error (MAXTEMP, kill) after executing this line number.
     pub fatal_after_line: Option<u64>,
+    /// Faults at fixed line numbers, each at most once per line number (like the
+    /// `simulated_errors` schedule of OctoPrint's virtual printer).
+    pub schedule: Vec<(u64, LineFault)>,
+    /// Repeats [`FaultPlan::schedule`] every this many lines (`None`: once).
+    pub schedule_period: Option<u64>,
+}
+
+impl FaultPlan {
+    /// The fault scheduled for line `n`, if any.
+    pub fn scheduled_at(&self, n: u64) -> Option<LineFault> {
+        self.schedule.iter().find_map(|&(at, fault)| {
+            let hit = match self.schedule_period {
+                Some(p) if p > 0 => n >= at && (n - at) % p == 0,
+                _ => n == at,
+            };
+            hit.then_some(fault)
+        })
+    }
+
+    /// A schedule of the kind OctoPrint's virtual printer runs by default: a line refused with
+    /// a resend request, an `ok` lost, a line answered with "No Line Number with checksum" and
+    /// nothing else, a checksum mismatch; from line 100 on, every `period` lines.
+    pub fn octoprint_like(period: u64) -> Self {
+        Self {
+            schedule: vec![
+                (100, LineFault::Resend),
+                (105, LineFault::LoseOk),
+                (110, LineFault::MissingLineNumber),
+                (115, LineFault::ChecksumMismatch),
+            ],
+            schedule_period: Some(period),
+            ..Self::default()
+        }
+    }
+}
+
+/// A fault tied to a line number in [`FaultPlan::schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFault {
+    /// Refuse the good line with a resend request (and its `ok`).
+    Resend,
+    /// Execute the line but lose its `ok`.
+    LoseOk,
+    /// Drop the line, answering only `Error:No Line Number with checksum, Last Line: <n>`,
+    /// with neither `ok` nor resend request (as OctoPrint's virtual printer does).
+    MissingLineNumber,
+    /// The line arrives corrupted: `Error:checksum mismatch`, a resend request and `ok`.
+    ChecksumMismatch,
 }
 
 /// A fault injected on demand.
@@ -164,6 +212,8 @@ pub struct PrinterStats {
     pub corrupted: u64,
     /// `ok`s dropped.
     pub lost_oks: u64,
+    /// Scheduled line faults that fired ([`FaultPlan::schedule`]).
+    pub scheduled_faults: u64,
     /// Resets.
     pub resets: u64,
 }

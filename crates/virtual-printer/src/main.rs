@@ -35,6 +35,10 @@ struct Args {
     /// Probability of a lost `ok` per command.
     #[arg(long, default_value_t = 0.0)]
     lose_ok: f64,
+    /// Faults of the kind OctoPrint's virtual printer schedules (resend, lost `ok`, missing
+    /// line number, checksum mismatch at lines 100, 105, 110, 115), repeated every N lines.
+    #[arg(long, value_name = "N")]
+    octoprint_faults: Option<u64>,
     /// Write the record of executed commands (JSON lines) here on exit and every second.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -55,11 +59,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.baud = (baud > 0).then_some(baud);
     }
     config.advanced_ok = args.advanced_ok;
+    let base = match args.octoprint_faults {
+        Some(period) => FaultPlan::octoprint_like(period),
+        None => FaultPlan::default(),
+    };
     config.faults = FaultPlan {
         seed: args.seed,
         corrupt_line: args.corrupt,
         lose_ok: args.lose_ok,
-        ..FaultPlan::default()
+        ..base
     };
     let printer = VirtualPrinter::spawn_pty(config)?;
     let path = printer
