@@ -2,14 +2,21 @@
 //! simulated reply latency and baud rate, one line in flight versus the ADVANCED_OK window,
 //! printed next to the ceiling that latency and baud rate allow.
 //!
+//! Then recovery from faults: an instant printer that says `wait` when idle (as OctoPrint's
+//! virtual printer does every second) with a fault schedule of the kind OctoPrint's virtual
+//! printer runs by default (a resend, a lost `ok`, a missing line number, a checksum mismatch),
+//! repeated every `--period` lines; lines/s without faults, with them, and with them but quick
+//! probes off (the previous behaviour, as reference), each checked for every line executed
+//! exactly once in order.
+//!
 //! Run: `cargo bench -p firmware-bridge --bench throughput` (add `-- --lines N` to change the
-//! job size).
+//! job size, `--period N` the fault period).
 
 use std::time::{Duration, Instant};
 
 use firmware_bridge::serial::{DtrPolicy, open_serial};
 use firmware_bridge::{BridgeConfig, Event, GcodeJob, Outcome, connect, gcode};
-use virtual_printer::{PrinterConfig, VirtualPrinter};
+use virtual_printer::{FaultPlan, PrinterConfig, VirtualPrinter};
 
 const BAUD: u32 = 250_000;
 /// Marlin defaults: BUFSIZE 4 (ADVANCED_OK reports B = 3 when idle), 128-byte RX buffer.
@@ -43,6 +50,15 @@ async fn run(latency: Duration, advanced_ok: bool, text: &str, dir: &std::path::
         advanced_ok,
         ..PrinterConfig::default()
     };
+    stream(printer_cfg, BridgeConfig::default(), text, dir).await
+}
+
+async fn stream(
+    printer_cfg: PrinterConfig,
+    bridge_cfg: BridgeConfig,
+    text: &str,
+    dir: &std::path::Path,
+) -> Figure {
     let printer = VirtualPrinter::spawn_pty(printer_cfg).expect("pty");
     let path = printer
         .slave_path()
@@ -52,10 +68,8 @@ async fn run(latency: Duration, advanced_ok: bool, text: &str, dir: &std::path::
     let port = open_serial(&path, BAUD, DtrPolicy::Assert)
         .await
         .expect("open pty");
-    let (handle, mut events) = connect(port, BridgeConfig::default())
-        .await
-        .expect("connect");
-    let file = dir.join(format!("bench-{advanced_ok}-{}.gcode", latency.as_micros()));
+    let (handle, mut events) = connect(port, bridge_cfg).await.expect("connect");
+    let file = dir.join("bench.gcode");
     std::fs::write(&file, text).expect("write job");
     let job = GcodeJob::open(&file).await.expect("job");
     let lines = job.summary().commands;
@@ -71,8 +85,20 @@ async fn run(latency: Duration, advanced_ok: bool, text: &str, dir: &std::path::
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let executed = printer.record().iter().filter(|e| e.line.is_some()).count();
-    assert_eq!(executed as u64, lines, "every line executed");
+    // Every job line exactly once, in order; numbered M105s are the sender's probes.
+    let executed: Vec<String> = printer
+        .record()
+        .into_iter()
+        .filter(|e| e.line.is_some() && e.command != "M105")
+        .map(|e| e.command)
+        .collect();
+    let expected: Vec<String> = text
+        .lines()
+        .filter_map(gcode::clean_line)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(executed.len() as u64, lines, "every line executed once");
+    assert!(executed == expected, "lines executed out of order");
     let framed: usize = text
         .lines()
         .filter_map(gcode::clean_line)
@@ -85,12 +111,17 @@ async fn run(latency: Duration, advanced_ok: bool, text: &str, dir: &std::path::
     }
 }
 
-fn main() {
-    let lines = std::env::args()
-        .skip_while(|a| a != "--lines")
+fn arg(name: &str, default: usize) -> usize {
+    std::env::args()
+        .skip_while(|a| a != name)
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or(3000usize);
+        .unwrap_or(default)
+}
+
+fn main() {
+    let lines = arg("--lines", 3000);
+    let period = arg("--period", 1000) as u64;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let text = job_text(lines);
@@ -128,4 +159,76 @@ fn main() {
             );
         }
     }
+
+    fault_recovery(&runtime, lines, period, &text, dir.path());
+}
+
+/// Lines/s on an instant printer without faults, with the OctoPrint-like schedule, and with
+/// it but quick probes off.
+fn fault_recovery(
+    runtime: &tokio::runtime::Runtime,
+    lines: usize,
+    period: u64,
+    text: &str,
+    dir: &std::path::Path,
+) {
+    let printer = |faults: FaultPlan| PrinterConfig {
+        reply_latency: Duration::ZERO,
+        baud: None,
+        command_buffer: BUFSIZE,
+        rx_buffer_bytes: RX_BYTES,
+        move_time: Duration::ZERO,
+        idle_wait: Some(Duration::from_secs(1)),
+        faults,
+        ..PrinterConfig::default()
+    };
+    let faults = FaultPlan::octoprint_like(period);
+    let sets = (lines as u64).saturating_sub(100).div_ceil(period);
+    println!();
+    println!(
+        "fault recovery, instant printer saying `wait` after 1 s idle, one line in flight: {lines} lines, \
+         resend/lost ok/missing line number/checksum mismatch at lines 100/105/110/115 + k*{period} ({sets} sets)"
+    );
+    println!("{:>34} {:>10} {:>10}", "scenario", "lines/s", "ratio");
+    let clean = runtime.block_on(stream(
+        printer(FaultPlan::default()),
+        BridgeConfig::default(),
+        text,
+        dir,
+    ));
+    println!(
+        "{:>34} {:>10.0} {:>10}",
+        "no faults", clean.lines_per_s, "1.00"
+    );
+    let quick = runtime.block_on(stream(
+        printer(faults.clone()),
+        BridgeConfig::default(),
+        text,
+        dir,
+    ));
+    println!(
+        "{:>34} {:>10.0} {:>10.2}",
+        "faults, quick probes",
+        quick.lines_per_s,
+        quick.lines_per_s / clean.lines_per_s
+    );
+    let slow = runtime.block_on(stream(
+        printer(faults),
+        BridgeConfig {
+            quick_probe: false,
+            ..BridgeConfig::default()
+        },
+        text,
+        dir,
+    ));
+    println!(
+        "{:>34} {:>10.0} {:>10.2}",
+        "faults, quick probes off (before)",
+        slow.lines_per_s,
+        slow.lines_per_s / clean.lines_per_s
+    );
+    println!(
+        "quick probes vs before: {:.1}x",
+        quick.lines_per_s / slow.lines_per_s
+    );
 }

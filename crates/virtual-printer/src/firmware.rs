@@ -110,6 +110,8 @@ pub struct Firmware {
     busy_next: Option<Duration>,
     /// Line numbers whose scheduled fault fired (each fires once, not again on the resend).
     fired: HashSet<u64>,
+    /// Last line received or `wait` said (for [`PrinterConfig::idle_wait`]).
+    last_activity: Instant,
 }
 
 impl Firmware {
@@ -149,6 +151,7 @@ impl Firmware {
             resend_without_ok_next: false,
             busy_next: None,
             fired: HashSet::new(),
+            last_activity: now,
         }
     }
 
@@ -235,6 +238,9 @@ impl Firmware {
         }
         if self.autoreport.is_some() {
             consider(self.next_autoreport);
+        }
+        if let Some(idle) = self.cfg.idle_wait {
+            consider(self.last_activity + idle);
         }
         wake.max(now)
     }
@@ -333,6 +339,14 @@ impl Firmware {
                 return;
             }
         }
+        if let Some(idle) = self.cfg.idle_wait
+            && self.queue.is_empty()
+            && self.exec.is_none()
+            && now >= self.last_activity + idle
+        {
+            self.last_activity = now;
+            self.say("wait");
+        }
         if let Some(interval) = self.autoreport
             && now >= self.next_autoreport
         {
@@ -377,6 +391,7 @@ impl Firmware {
                 continue;
             }
             self.shared().stats.lines_received += 1;
+            self.last_activity = Instant::now();
             if self.corrupt_next || self.chance(self.cfg.faults.corrupt_line) {
                 self.corrupt_next = false;
                 let i = self.rng.random_range(0..raw.len());

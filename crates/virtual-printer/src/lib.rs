@@ -55,6 +55,9 @@ pub struct PrinterConfig {
     pub boot_time: Duration,
     /// Print `start` when the printer comes up (like a board reset by DTR).
     pub start_on_boot: bool,
+    /// Say `wait` after this long with nothing received and nothing to do (Marlin built with
+    /// NO_TIMEOUTS; OctoPrint's virtual printer does it every second). `None`: never.
+    pub idle_wait: Option<Duration>,
     /// Faults injected from a seed.
     pub faults: FaultPlan,
 }
@@ -75,6 +78,7 @@ impl Default for PrinterConfig {
             busy_interval: Duration::from_secs(2),
             boot_time: Duration::from_millis(50),
             start_on_boot: true,
+            idle_wait: None,
             faults: FaultPlan::default(),
         }
     }
