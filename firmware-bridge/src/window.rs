@@ -447,9 +447,12 @@ impl LineWindow {
             self.sample_rtt(entry.sent_at, now);
             return entry.line;
         }
-        if !self.ok_carries_temperatures {
-            // Firmware that reports temperatures apart from the `ok`: plain order.
-            self.in_flight.pop_front();
+        if !self.ok_carries_temperatures
+            || self.in_flight.front().is_some_and(|f| f.line.is_some())
+        {
+            // Firmware that reports temperatures apart from the `ok`, or that answered a
+            // numbered probe without them: plain order.
+            return self.in_flight.pop_front().and_then(|f| f.line);
         }
         None
     }
@@ -1090,6 +1093,18 @@ mod tests {
         );
         assert_eq!(w.on_tick(ms(t0, 5_000)), None);
         assert_eq!(w.deadline(), Some(t0 + Duration::from_secs(15 * 60)));
+    }
+
+    #[test]
+    fn a_probe_answered_without_temperatures_still_settles() {
+        let t0 = Instant::now();
+        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        send_g1(&mut w, 9, ms(t0, 100));
+        assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
+        // Line 9's `ok` was lost; the probe's comes plain: in order, both are done.
+        assert_eq!(w.on_ok(None, false, ms(t0, 125)), Some(9));
+        assert_eq!(w.on_ok(None, false, ms(t0, 126)), Some(10));
+        assert!(w.settled());
     }
 
     #[test]

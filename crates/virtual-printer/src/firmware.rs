@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
+use crate::prusa::{self, Eeprom, Personality};
 use crate::{Executed, Fault, LineFault, PrinterConfig, Shared};
 
 /// Room temperature in °C.
@@ -112,6 +113,10 @@ pub struct Firmware {
     fired: HashSet<u64>,
     /// Last line received or `wait` said (for [`PrinterConfig::idle_wait`]).
     last_activity: Instant,
+    /// What `M155` reports: 1 temperatures, 2 fans, 4 positions (Prusa's `C` mask).
+    autoreport_mask: u8,
+    /// EEPROM contents `D3` reads (Prusa personality).
+    eeprom: Eeprom,
 }
 
 impl Firmware {
@@ -152,6 +157,8 @@ impl Firmware {
             busy_next: None,
             fired: HashSet::new(),
             last_activity: now,
+            autoreport_mask: 1,
+            eeprom: Eeprom::default(),
         }
     }
 
@@ -314,7 +321,13 @@ impl Firmware {
         {
             self.booting_until = None;
             self.say("start");
-            self.say("echo:Marlin 2.1.2.4 (virtual-printer)");
+            match self.cfg.personality {
+                Personality::Marlin => self.say("echo:Marlin 2.1.2.4 (virtual-printer)"),
+                Personality::Prusa => {
+                    self.say(format!(" {} (virtual-printer)", prusa::FIRMWARE_VERSION));
+                    self.say("echo:SD card ok");
+                }
+            }
         }
         if self.booting_until.is_some() || self.killed {
             return;
@@ -351,8 +364,24 @@ impl Firmware {
             && now >= self.next_autoreport
         {
             self.next_autoreport = now + interval;
-            let report = format!(" {}", self.temperature_report());
-            self.say(report);
+            match self.cfg.personality {
+                Personality::Marlin => {
+                    let report = format!(" {}", self.temperature_report());
+                    self.say(report);
+                }
+                Personality::Prusa => {
+                    if self.autoreport_mask & 1 != 0 {
+                        let report = self.temperature_report();
+                        self.say(report);
+                    }
+                    if self.autoreport_mask & 2 != 0 {
+                        self.say(prusa::fan_report());
+                    }
+                    if self.autoreport_mask & 4 != 0 {
+                        self.say(prusa::position_report());
+                    }
+                }
+            }
         }
     }
 
@@ -367,6 +396,13 @@ impl Firmware {
     }
 
     fn temperature_report(&self) -> String {
+        if self.cfg.personality == Personality::Prusa {
+            return prusa::temperature_report(&prusa::Temperatures {
+                hotend: (self.hotend.actual, self.hotend.target),
+                bed: (self.bed.actual, self.bed.target),
+                power: (self.hotend.power(), self.bed.power()),
+            });
+        }
         format!(
             "T:{:.2} /{:.2} B:{:.2} /{:.2} @:{} B@:{}",
             self.hotend.actual,
@@ -644,30 +680,21 @@ impl Firmware {
         };
         let word = command_word(&cmd.text).to_ascii_uppercase();
         let mut ok_extra: Option<String> = None;
-        match word.as_str() {
-            "M105" => ok_extra = Some(format!("ok {}", self.temperature_report())),
-            "M115" => self.report_capabilities(),
-            "M155" => {
-                let s = param(&cmd.text, 'S').unwrap_or(0.0);
-                self.autoreport =
-                    (self.cfg.autoreport_temp && s > 0.0).then(|| Duration::from_secs_f64(s));
-                self.next_autoreport = now;
+        let prusa_answer = match self.cfg.personality {
+            Personality::Prusa => prusa::answer(&cmd.text, &self.eeprom),
+            Personality::Marlin => None,
+        };
+        if let Some(lines) = prusa_answer {
+            for line in lines {
+                self.say(line);
             }
-            "M113" => {
-                if let Some(s) = param(&cmd.text, 'S').filter(|s| *s > 0.0) {
-                    self.busy_interval = Duration::from_secs_f64(s);
-                }
-            }
-            "M112" => {
-                self.record(&cmd);
-                self.kill("Killed. M112");
-                return;
-            }
-            w if !is_known_word(w) => {
-                let text = format!("echo:Unknown command: \"{}\"", cmd.text);
-                self.say(text);
-            }
-            _ => {}
+        } else {
+            self.finish_marlin(&cmd, &word, now, &mut ok_extra);
+        }
+        if self.killed {
+            // M112: executed, and nothing after it.
+            self.record(&cmd);
+            return;
         }
         self.record(&cmd);
         let lose = cmd.lose_ok || self.lose_next_ok || self.chance(self.cfg.faults.lose_ok);
@@ -697,6 +724,41 @@ impl Firmware {
         }
     }
 
+    /// The Marlin core's handling of a finished command: its output before the `ok`, or an
+    /// `ok` that carries it (`ok_extra`).
+    fn finish_marlin(
+        &mut self,
+        cmd: &Command,
+        word: &str,
+        now: Instant,
+        ok_extra: &mut Option<String>,
+    ) {
+        match word {
+            "M105" => *ok_extra = Some(format!("ok {}", self.temperature_report())),
+            "M115" => self.report_capabilities(),
+            "M155" => {
+                let s = param(&cmd.text, 'S').unwrap_or(0.0);
+                self.autoreport =
+                    (self.cfg.autoreport_temp && s > 0.0).then(|| Duration::from_secs_f64(s));
+                self.autoreport_mask = param(&cmd.text, 'C').map_or(1, |c| c as u8);
+                self.next_autoreport = now;
+            }
+            "M113" => {
+                if let Some(s) = param(&cmd.text, 'S').filter(|s| *s > 0.0) {
+                    self.busy_interval = Duration::from_secs_f64(s);
+                }
+            }
+            "M112" => {
+                self.kill("Killed. M112");
+            }
+            w if !is_known_word(w) => {
+                let text = format!("echo:Unknown command: \"{}\"", cmd.text);
+                self.say(text);
+            }
+            _ => {}
+        }
+    }
+
     fn record(&mut self, cmd: &Command) {
         self.shared().record.push(Executed {
             line: cmd.line,
@@ -705,6 +767,12 @@ impl Firmware {
     }
 
     fn report_capabilities(&mut self) {
+        if self.cfg.personality == Personality::Prusa {
+            for line in prusa::m115_lines() {
+                self.say(line);
+            }
+            return;
+        }
         self.say(
             "FIRMWARE_NAME:Marlin 2.1.2.4 (virtual-printer) SOURCE_CODE_URL:github.com/MarlinFirmware/Marlin PROTOCOL_VERSION:1.0 MACHINE_TYPE:Virtual EXTRUDER_COUNT:1",
         );

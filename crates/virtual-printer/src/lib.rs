@@ -10,9 +10,14 @@
 //! corrupted bytes on the line, lost `ok`s, resend requests, `busy:` periods, `start` resets,
 //! silence, fatal errors.
 //!
-//! Components: [`firmware`] (the simulated firmware loop), [`pty`] (the pseudo-terminal).
+//! [`PrinterConfig::personality`] picks the firmware it behaves like: Marlin, or Prusa firmware
+//! on an MK3S ([`prusa`]), which PrusaLink accepts.
+//!
+//! Components: [`firmware`] (the simulated firmware loop), [`prusa`] (the Prusa personality),
+//! [`pty`] (the pseudo-terminal).
 
 pub mod firmware;
+pub mod prusa;
 pub mod pty;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use prusa::Personality;
 pub use pty::{Pty, PtyError};
 
 /// How the simulated printer behaves.
@@ -60,6 +66,8 @@ pub struct PrinterConfig {
     pub idle_wait: Option<Duration>,
     /// Faults injected from a seed.
     pub faults: FaultPlan,
+    /// The firmware it behaves like.
+    pub personality: Personality,
 }
 
 impl Default for PrinterConfig {
@@ -80,6 +88,7 @@ impl Default for PrinterConfig {
             start_on_boot: true,
             idle_wait: None,
             faults: FaultPlan::default(),
+            personality: Personality::Marlin,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use virtual_printer::{FaultPlan, PrinterConfig, VirtualPrinter};
+use virtual_printer::{FaultPlan, Personality, PrinterConfig, VirtualPrinter};
 
 /// Simulated Marlin printer on a pseudo-terminal.
 #[derive(Debug, Parser)]
@@ -23,6 +23,10 @@ struct Args {
     /// Simulated baud rate (0 = instant).
     #[arg(long)]
     baud: Option<u32>,
+    /// Firmware to behave like: `marlin`, or `prusa` (an MK3S on Prusa firmware, which
+    /// PrusaLink accepts).
+    #[arg(long, default_value = "marlin")]
+    firmware: Personality,
     /// Answer with ADVANCED_OK (`ok N P B`).
     #[arg(long)]
     advanced_ok: bool,
@@ -59,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.baud = (baud > 0).then_some(baud);
     }
     config.advanced_ok = args.advanced_ok;
+    config.personality = args.firmware;
     let base = match args.octoprint_faults {
         Some(period) => FaultPlan::octoprint_like(period),
         None => FaultPlan::default(),
