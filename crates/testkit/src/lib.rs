@@ -35,16 +35,31 @@ pub enum Tool {
     PrusaSlicer,
     /// `python3` with the `grpc` and `grpc_tools` modules: the Python client example.
     PythonGrpc,
+    /// PrusaLink (PyPI `prusalink`: `$FABROUTER_PRUSALINK` or `prusalink` on PATH) and a
+    /// permitted `unshare -n`, which keeps its mDNS announcements off the machine's network.
+    PrusaLink,
+}
+
+/// The variable that names the `prusalink` executable (e.g. in a virtual environment).
+pub const PRUSALINK_ENV: &str = "FABROUTER_PRUSALINK";
+
+/// The `prusalink` executable: `$FABROUTER_PRUSALINK`, else `prusalink` on PATH.
+pub fn prusalink() -> Option<PathBuf> {
+    match std::env::var_os(PRUSALINK_ENV) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        _ => find_on_path("prusalink"),
+    }
 }
 
 impl Tool {
-    pub const ALL: [Tool; 2] = [Tool::PrusaSlicer, Tool::PythonGrpc];
+    pub const ALL: [Tool; 3] = [Tool::PrusaSlicer, Tool::PythonGrpc, Tool::PrusaLink];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
     pub fn missing_cfg(self) -> &'static str {
         match self {
             Tool::PrusaSlicer => "missing_prusa_slicer",
             Tool::PythonGrpc => "missing_python_grpc",
+            Tool::PrusaLink => "missing_prusalink",
         }
     }
 
@@ -55,6 +70,12 @@ impl Tool {
             Tool::PythonGrpc => {
                 "python3 with grpcio-tools is not installed \
                  (python3 -m pip install -r examples/python/requirements.txt)"
+            }
+            Tool::PrusaLink => {
+                "PrusaLink is not installed or `unshare -n` is not permitted \
+                 (apt-get install libcap-dev libturbojpeg0; python3 -m venv /opt/prusalink; \
+                 /opt/prusalink/bin/pip install prusalink; \
+                 export FABROUTER_PRUSALINK=/opt/prusalink/bin/prusalink; see .ci/run)"
             }
         }
     }
@@ -69,6 +90,15 @@ impl Tool {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
+            Tool::PrusaLink => {
+                prusalink().is_some()
+                    && Command::new("unshare")
+                        .args(["-n", "true"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+            }
         }
     }
 }
@@ -153,6 +183,7 @@ pub mod build {
     pub fn detect(tools: &[Tool]) {
         println!("cargo::rerun-if-env-changed=CI");
         println!("cargo::rerun-if-env-changed=PATH");
+        println!("cargo::rerun-if-env-changed={}", super::PRUSALINK_ENV);
         if let Some(path) = std::env::var_os("PATH") {
             for dir in std::env::split_paths(&path).filter(|d| d.is_dir()) {
                 println!("cargo::rerun-if-changed={}", dir.display());

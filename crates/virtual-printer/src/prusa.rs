@@ -188,6 +188,8 @@ pub fn answer(command: &str, eeprom: &Eeprom) -> Option<Vec<String>> {
         "M862.1" | "M862.2" | "M862.3" | "M862.4" | "M862.5" => Vec::new(),
         "D3" => eeprom.dump(command),
         "M27" => vec!["Not SD printing".into()],
+        // An SD card with no files.
+        "M20" => vec!["Begin file list".into(), "End file list".into()],
         "M73" => vec![
             "NORMAL MODE: Percent done: -1; print time remaining in mins: -1; Change in mins: -1"
                 .into(),

@@ -73,7 +73,7 @@ def main():
     def stop(*_):
         child.terminate()
         try:
-            child.wait(timeout=10)
+            child.wait(timeout=3)
         except subprocess.TimeoutExpired:
             child.kill()
         os._exit(0)
