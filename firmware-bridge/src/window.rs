@@ -447,8 +447,7 @@ impl LineWindow {
             self.sample_rtt(entry.sent_at, now);
             return entry.line;
         }
-        if !self.ok_carries_temperatures
-            || self.in_flight.front().is_some_and(|f| f.line.is_some())
+        if !self.ok_carries_temperatures || self.in_flight.front().is_some_and(|f| f.line.is_some())
         {
             // Firmware that reports temperatures apart from the `ok`, or that answered a
             // numbered probe without them: plain order.
@@ -468,11 +467,7 @@ impl LineWindow {
                 self.rttvar = sample / 2;
             }
             Some(srtt) => {
-                let dev = if srtt > sample {
-                    srtt - sample
-                } else {
-                    sample - srtt
-                };
+                let dev = srtt.abs_diff(sample);
                 self.rttvar = self.rttvar.mul_f64(0.75) + dev.mul_f64(0.25);
                 self.srtt = Some(srtt.mul_f64(0.875) + sample.mul_f64(0.125));
             }
@@ -606,9 +601,9 @@ impl LineWindow {
             self.reply_deadline(),
             self.probe_deadline(),
         ]
-            .into_iter()
-            .flatten()
-            .min()
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Lets time pass: a resend's missing `ok` is assumed, settling ends, an overdue reply is
@@ -1021,7 +1016,11 @@ mod tests {
         // The numbered probe draws the line-number error: line 9 is asked for, not assumed.
         assert_eq!(w.on_resend(9, ms(t0, 122)), Resend::Rewound);
         assert_eq!(w.on_ok(None, false, ms(t0, 122)), None);
-        assert_eq!(w.deadline(), Some(ms(t0, 122 + 17)), "settling: 3 round trips + 2 ms");
+        assert_eq!(
+            w.deadline(),
+            Some(ms(t0, 122 + 17)),
+            "settling: 3 round trips + 2 ms"
+        );
         assert_eq!(w.on_tick(ms(t0, 139)), None);
         assert_eq!(w.poll_backlog(ms(t0, 139)), Backlog::Resend(framed_g1(9)));
         assert_eq!(w.poll_backlog(ms(t0, 139)), Backlog::Wait);

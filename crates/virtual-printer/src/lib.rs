@@ -142,7 +142,7 @@ impl FaultPlan {
     pub fn scheduled_at(&self, n: u64) -> Option<LineFault> {
         self.schedule.iter().find_map(|&(at, fault)| {
             let hit = match self.schedule_period {
-                Some(p) if p > 0 => n >= at && (n - at) % p == 0,
+                Some(p) if p > 0 => n >= at && (n - at).is_multiple_of(p),
                 _ => n == at,
             };
             hit.then_some(fault)

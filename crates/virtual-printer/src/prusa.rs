@@ -54,7 +54,10 @@ const AMBIENT_BOARD: f64 = 25.0;
 pub fn m115_lines() -> Vec<String> {
     let mut lines = vec![format!(
         "FIRMWARE_NAME:Prusa-Firmware {} based on Marlin FIRMWARE_URL:https://github.com/prusa3d/Prusa-Firmware PROTOCOL_VERSION:1.0 MACHINE_TYPE:Prusa i3 MK3S EXTRUDER_COUNT:1 UUID:00000000-0000-0000-0000-000000000000",
-        FIRMWARE_VERSION.split('-').next().unwrap_or(FIRMWARE_VERSION)
+        FIRMWARE_VERSION
+            .split('-')
+            .next()
+            .unwrap_or(FIRMWARE_VERSION)
     )];
     for (cap, on) in [
         ("AUTOREPORT_TEMP", 1),
@@ -76,7 +79,8 @@ pub struct Eeprom {
 impl Default for Eeprom {
     fn default() -> Self {
         let mut bytes = vec![0xFF; 4096];
-        let mut put = |addr: usize, data: &[u8]| bytes[addr..addr + data.len()].copy_from_slice(data);
+        let mut put =
+            |addr: usize, data: &[u8]| bytes[addr..addr + data.len()].copy_from_slice(data);
         // Job id (u32), FlashAir off, print mode normal, active sheet 0, totals zero.
         put(0x0D05, &0u32.to_le_bytes());
         put(0x0FBB, &[0]);
@@ -215,7 +219,11 @@ mod tests {
         let e = Eeprom::default();
         let lines = e.dump("D3 Ax0D49 C88");
         assert_eq!(lines.len(), 6);
-        assert!(lines[0].starts_with("0d49  53 6d 6f 6f 74 68 31 "), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("0d49  53 6d 6f 6f 74 68 31 "),
+            "{}",
+            lines[0]
+        );
         assert_eq!(e.dump("D3 Ax0D05 C4"), vec!["0d05  00 00 00 00"]);
         assert_eq!(e.dump("D3 Ax0FBB C1"), vec!["0fbb  00"]);
     }

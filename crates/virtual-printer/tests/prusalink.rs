@@ -169,7 +169,13 @@ fn prusalink_detects_the_prusa_personality_and_reports_it_ready() {
 
     // What PrusaLink asked of the printer to get there.
     let asked: Vec<String> = printer.record().into_iter().map(|e| e.command).collect();
-    for query in ["PRUSA Fir", "M862.2 Q", "M862.1 Q", "PRUSA SN", "M155 S2 C7"] {
+    for query in [
+        "PRUSA Fir",
+        "M862.2 Q",
+        "M862.1 Q",
+        "PRUSA SN",
+        "M155 S2 C7",
+    ] {
         assert!(asked.iter().any(|c| c == query), "{query} not in {asked:?}");
     }
     assert!(
