@@ -25,6 +25,9 @@ fn gcode_commands(path: &Path) -> Vec<String> {
         .expect("sliced G-code")
         .lines()
         .filter_map(firmware_bridge::gcode::clean_line)
+        // Status queries are left out on both sides: the sender adds numbered M105 probes of
+        // its own when an `ok` is late (`support::read_record`).
+        .filter(|c| *c != "M105")
         .map(str::to_string)
         .collect()
 }

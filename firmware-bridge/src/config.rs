@@ -78,7 +78,9 @@ impl Default for BridgeConfig {
             reply_timeout_busy: Duration::from_secs(3),
             long_command_timeout: Duration::from_secs(15 * 60),
             quick_probe: true,
-            quick_probe_min: Duration::from_millis(20),
+            // Above the scheduling hiccups of a loaded host, which would draw needless
+            // (harmless) probes.
+            quick_probe_min: Duration::from_millis(50),
             quick_probe_max: Duration::from_secs(1),
             max_quick_probes: 4,
             max_consecutive_timeouts: 5,

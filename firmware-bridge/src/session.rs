@@ -275,6 +275,11 @@ where
         }
         let now = clock();
         self.report_progress_if_due(now);
+        if self.reader.buffer().contains(&b'\n') {
+            // A reply already arrived (this task ran late): read it before deciding that one
+            // is overdue, or a late wake-up would draw a needless probe.
+            return Ok(());
+        }
         match self.window.on_tick(now) {
             None => {}
             Some(Timeout::QuickProbe(framed)) => {

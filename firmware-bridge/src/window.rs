@@ -956,6 +956,15 @@ mod tests {
         assert_eq!(w.deadline(), None);
     }
 
+    /// The default configuration with a 20 ms probe floor (50 ms by default), which keeps the
+    /// times below short.
+    fn probing() -> BridgeConfig {
+        BridgeConfig {
+            quick_probe_min: Duration::from_millis(20),
+            ..BridgeConfig::default()
+        }
+    }
+
     /// A ready window that has seen `ok T:` and a steady 5 ms round trip on lines 1..=8;
     /// returns it with line 9 next.
     fn with_round_trip(cfg: &BridgeConfig, t0: Instant) -> LineWindow {
@@ -976,7 +985,7 @@ mod tests {
     #[test]
     fn a_lost_ok_is_recovered_by_a_numbered_probe_after_a_few_round_trips() {
         let t0 = Instant::now();
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         // Round trip 5 ms, no deviation left to speak of: the floor of 20 ms applies.
         assert_eq!(w.probe_timeout(), Duration::from_millis(20));
         send_g1(&mut w, 9, ms(t0, 100));
@@ -994,7 +1003,7 @@ mod tests {
     #[test]
     fn a_slow_ok_and_the_probe_are_each_matched_once() {
         let t0 = Instant::now();
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         send_g1(&mut w, 9, ms(t0, 100));
         assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
         // Line 9 was only slow: its plain `ok` is its own, the probe's comes next.
@@ -1009,7 +1018,7 @@ mod tests {
     #[test]
     fn a_line_the_firmware_dropped_is_asked_for_by_the_probe_and_resent() {
         let t0 = Instant::now();
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         // Line 9 answered only by "No Line Number with checksum": no ok, no resend request.
         send_g1(&mut w, 9, ms(t0, 100));
         assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
@@ -1034,7 +1043,7 @@ mod tests {
     #[test]
     fn unanswered_probes_back_off_then_leave_it_to_the_reply_timeout() {
         let t0 = Instant::now();
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         send_g1(&mut w, 9, ms(t0, 100));
         // 20, then 40, 80 and 160 ms after each probe; four probes at most.
         let mut at = 100;
@@ -1065,6 +1074,10 @@ mod tests {
         assert_eq!(w.on_ok(None, true, t0), None);
         // Unknown round trip: the ceiling.
         assert_eq!(w.probe_timeout(), Duration::from_secs(1));
+        assert_eq!(
+            BridgeConfig::default().quick_probe_min,
+            Duration::from_millis(50)
+        );
         // Steady 100 ms acknowledgements (a full planner of long moves): just over 100 ms.
         for n in 1..=20 {
             send_g1(&mut w, n, ms(t0, n * 200));
@@ -1085,7 +1098,7 @@ mod tests {
         send_g1(&mut w, 1, t0);
         assert_eq!(w.deadline(), Some(t0 + Duration::from_secs(30)));
 
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         assert_eq!(
             w.send_numbered("G28", ms(t0, 100)).as_deref(),
             Some("N9 G28*26")
@@ -1097,7 +1110,7 @@ mod tests {
     #[test]
     fn a_probe_answered_without_temperatures_still_settles() {
         let t0 = Instant::now();
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         send_g1(&mut w, 9, ms(t0, 100));
         assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
         // Line 9's `ok` was lost; the probe's comes plain: in order, both are done.
@@ -1109,7 +1122,7 @@ mod tests {
     #[test]
     fn a_probe_answer_is_not_taken_for_a_pending_resend_ok() {
         let t0 = Instant::now();
-        let mut w = with_round_trip(&BridgeConfig::default(), t0);
+        let mut w = with_round_trip(&probing(), t0);
         send_g1(&mut w, 9, ms(t0, 100));
         assert_eq!(w.on_tick(ms(t0, 120)), Some(Timeout::QuickProbe(probe(10))));
         // Firmware that sends no `ok` after a resend request: the probe's `ok T:` still

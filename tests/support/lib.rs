@@ -234,6 +234,8 @@ pub fn read_record(path: &Path) -> Vec<String> {
         // Job lines carry a line number; the sender's own handshake commands do not.
         .filter(|v| v.get("line").is_some_and(|l| !l.is_null()))
         .filter_map(|v| v.get("command").and_then(|c| c.as_str()).map(String::from))
+        // Numbered M105s are the sender's probes for a late `ok` (see `gcode_commands`).
+        .filter(|c| c != "M105")
         .collect()
 }
 
