@@ -65,26 +65,8 @@ async fn stream(
         .and_then(|p| p.to_str())
         .expect("pty path")
         .to_string();
-    let port = open_serial(&path, BAUD, DtrPolicy::Assert)
-        .await
-        .expect("open pty");
-    let (handle, mut events) = connect(port, bridge_cfg).await.expect("connect");
-    let file = dir.join("bench.gcode");
-    std::fs::write(&file, text).expect("write job");
-    let job = GcodeJob::open(&file).await.expect("job");
-    let lines = job.summary().commands;
-    let started = Instant::now();
-    handle.start(job).await.expect("start");
-    while let Some(ev) = events.recv().await {
-        if let Event::Finished {
-            outcome, reason, ..
-        } = ev
-        {
-            assert_eq!(outcome, Outcome::Completed, "{reason:?}");
-            break;
-        }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let (lines_per_s, lines) = stream_to(&path, bridge_cfg, text, dir).await;
+
     // Every job line exactly once, in order; numbered M105s are the sender's probes.
     let executed: Vec<String> = printer
         .record()
@@ -106,9 +88,40 @@ async fn stream(
         .map(|(i, c)| gcode::frame(i as u64 + 1, c).len() + 1)
         .sum();
     Figure {
-        lines_per_s: lines as f64 / elapsed,
+        lines_per_s,
         mean_framed_bytes: framed as f64 / lines as f64,
     }
+}
+
+/// Streams `text` to the printer at `path`; (lines/s, job lines).
+async fn stream_to(
+    path: &str,
+    bridge_cfg: BridgeConfig,
+    text: &str,
+    dir: &std::path::Path,
+) -> (f64, u64) {
+    let port = open_serial(path, BAUD, DtrPolicy::Assert)
+        .await
+        .expect("open pty");
+    let (handle, mut events) = connect(port, bridge_cfg).await.expect("connect");
+    let file = dir.join("bench.gcode");
+    std::fs::write(&file, text).expect("write job");
+    let job = GcodeJob::open(&file).await.expect("job");
+    let lines = job.summary().commands;
+    let started = Instant::now();
+    handle.start(job).await.expect("start");
+    while let Some(ev) = events.recv().await {
+        if let Event::Finished {
+            outcome, reason, ..
+        } = ev
+        {
+            assert_eq!(outcome, Outcome::Completed, "{reason:?}");
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = handle.disconnect().await;
+    (lines as f64 / elapsed, lines)
 }
 
 fn arg(name: &str, default: usize) -> usize {

@@ -323,12 +323,20 @@ pub fn parse_temperatures(text: &str) -> Option<Temperatures> {
         if !is_sensor_name(name) {
             continue;
         }
+        // "T:21.30/ 0.00": the slash on the actual value (OctoPrint's virtual printer).
+        let (value, slash_then_target) = match value.strip_suffix('/') {
+            Some(v) => (v, true),
+            None => (value, false),
+        };
         let Ok(actual) = value.parse::<f32>() else {
             continue;
         };
-        let target = words
-            .next_if(|w| w.starts_with('/'))
-            .and_then(|w| w[1..].parse::<f32>().ok());
+        let target = if slash_then_target {
+            words.next_if(|w| w.parse::<f32>().is_ok())
+        } else {
+            words.next_if(|w| w.starts_with('/')).map(|w| &w[1..])
+        }
+        .and_then(|w| w.parse::<f32>().ok());
         if temps.get(name).is_none() {
             temps.sensors.push(Sensor {
                 name: name.to_string(),
@@ -395,6 +403,19 @@ mod tests {
                 buffer_free: None,
                 temperatures: None
             }
+        );
+    }
+
+    #[test]
+    fn octoprint_virtual_printer_style_temperatures() {
+        let t = parse_temperatures("ok T:21.30/ 0.00 B:21.30/ 60.00 @:64").unwrap();
+        assert_eq!(
+            t.get("T").map(|s| (s.actual, s.target)),
+            Some((21.3, Some(0.0)))
+        );
+        assert_eq!(
+            t.get("B").map(|s| (s.actual, s.target)),
+            Some((21.3, Some(60.0)))
         );
     }
 
