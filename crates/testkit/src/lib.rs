@@ -16,6 +16,9 @@
 //!
 //! **Models.** [`cube_stl`] builds a binary STL cube.
 //!
+//! **PostgreSQL.** [`pg`] starts a throwaway cluster (initdb into a temporary directory, a
+//! unix socket only, stopped and removed when dropped or when the process ends).
+//!
 //! **The router harness** (feature `router`): fabd started in-process on loopback, clients with a
 //! bearer token, spec builders and a simulated node (`router` module). It is a feature so that
 //! build scripts, which use this crate too, do not build the server.
@@ -25,6 +28,7 @@ use std::process::{Command, Stdio};
 
 #[cfg(feature = "router")]
 pub mod checked_store;
+pub mod pg;
 #[cfg(feature = "router")]
 pub mod router;
 
@@ -35,16 +39,20 @@ pub enum Tool {
     PrusaSlicer,
     /// `python3` with the `grpc` and `grpc_tools` modules: the Python client example.
     PythonGrpc,
+    /// PostgreSQL's server binaries (`initdb`, `postgres`): the PostgreSQL store's tests start
+    /// a throwaway cluster with them ([`pg`]).
+    Postgres,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 2] = [Tool::PrusaSlicer, Tool::PythonGrpc];
+    pub const ALL: [Tool; 3] = [Tool::PrusaSlicer, Tool::PythonGrpc, Tool::Postgres];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
     pub fn missing_cfg(self) -> &'static str {
         match self {
             Tool::PrusaSlicer => "missing_prusa_slicer",
             Tool::PythonGrpc => "missing_python_grpc",
+            Tool::Postgres => "missing_postgres",
         }
     }
 
@@ -56,6 +64,10 @@ impl Tool {
                 "python3 with grpcio-tools is not installed \
                  (python3 -m pip install -r examples/python/requirements.txt)"
             }
+            Tool::Postgres => {
+                "PostgreSQL's server binaries (initdb, postgres) are not installed \
+                 (apt-get install postgresql; or set FABROUTER_PG_BIN to their directory)"
+            }
         }
     }
 
@@ -63,6 +75,7 @@ impl Tool {
     pub fn available(self) -> bool {
         match self {
             Tool::PrusaSlicer => find_on_path("prusa-slicer").is_some(),
+            Tool::Postgres => pg::bin_dir().is_some(),
             Tool::PythonGrpc => Command::new("python3")
                 .args(["-c", "import grpc, grpc_tools"])
                 .stdout(Stdio::null())
@@ -153,6 +166,13 @@ pub mod build {
     pub fn detect(tools: &[Tool]) {
         println!("cargo::rerun-if-env-changed=CI");
         println!("cargo::rerun-if-env-changed=PATH");
+        if tools.contains(&Tool::Postgres) {
+            // Debian installs the server off PATH.
+            println!("cargo::rerun-if-env-changed=FABROUTER_PG_BIN");
+            if std::path::Path::new("/usr/lib/postgresql").is_dir() {
+                println!("cargo::rerun-if-changed=/usr/lib/postgresql");
+            }
+        }
         if let Some(path) = std::env::var_os("PATH") {
             for dir in std::env::split_paths(&path).filter(|d| d.is_dir()) {
                 println!("cargo::rerun-if-changed={}", dir.display());
