@@ -105,18 +105,19 @@ pub fn copy_store(from: &SledStore, to: &dyn Store) -> Result<CopyReport> {
     // the store removes the jobs of one that never committed) keep a key of their own.
     for id in from.all_job_ids() {
         let id = id?;
-        if !listed.contains(&id) {
-            if let Some(job) = from.get_job(&id)? {
-                let key = format!("migrated-{id}");
-                copy_jobs(
-                    from,
-                    to,
-                    &job.owner,
-                    &key,
-                    std::slice::from_ref(&id),
-                    &mut r,
-                )?;
-            }
+        if listed.contains(&id) {
+            continue;
+        }
+        if let Some(job) = from.get_job(&id)? {
+            let key = format!("migrated-{id}");
+            copy_jobs(
+                from,
+                to,
+                &job.owner,
+                &key,
+                std::slice::from_ref(&id),
+                &mut r,
+            )?;
         }
     }
     for (name, printer) in from.list_printers()? {
