@@ -1,7 +1,7 @@
 //! fabd killed (SIGKILL) with jobs in every state and many submits being stored: after a
 //! restart every job that was in a state is still in it, every acknowledged job is there, every
 //! idempotency key names the jobs a retry gets, and no job exists that no key names (a
-//! submission cut short by the crash leaves nothing behind).
+//! submission cut short by the crash leaves nothing behind). On sled, and on PostgreSQL.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -57,8 +57,26 @@ async fn all_jobs(jobs: &mut Jobs) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
+    killed_and_restarted(None).await;
+}
+
+/// The same on PostgreSQL: fabd killed while its transactions are in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_postgres,
+    ignore = "needs PostgreSQL's server binaries (apt-get install postgresql)"
+)]
+async fn a_killed_router_on_postgres_keeps_every_acknowledged_job_and_no_half_submission() {
+    fabrouter_testkit::require(fabrouter_testkit::Tool::Postgres);
+    let cluster = fabrouter_testkit::pg::shared()
+        .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    killed_and_restarted(Some(&cluster.database().unwrap())).await;
+}
+
+/// `store`: a PostgreSQL URL, or `None` for sled in the data directory.
+async fn killed_and_restarted(store: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut fabd = Fabd::start(dir.path());
+    let mut fabd = Fabd::start_on(dir.path(), store);
     let api = Api::connect(&fabd.addr, fabd.admin_token()).await;
     let designer = api.designer().await;
     let node_creds = api.node_credentials("berlin").await;
@@ -152,7 +170,7 @@ async fn a_killed_router_keeps_every_acknowledged_job_and_no_half_submission() {
     }
     drop(fabd);
 
-    let fabd = Fabd::start(dir.path());
+    let fabd = Fabd::start_on(dir.path(), store);
     let mut jobs = Api::connect(&fabd.addr, fabd.admin_token())
         .await
         .jobs(&designer);

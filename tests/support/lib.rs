@@ -61,10 +61,17 @@ pub struct Fabd {
 
 impl Fabd {
     pub fn start(data_dir: &Path) -> Fabd {
+        Fabd::start_on(data_dir, None)
+    }
+
+    /// fabd on `store` (`--store`: a PostgreSQL URL), or on sled in `data_dir` when `None`;
+    /// `data_dir` holds the admin token either way.
+    pub fn start_on(data_dir: &Path, store: Option<&str>) -> Fabd {
         let port = free_port();
         let child = Command::new(bin("fabd"))
             .arg("--data-dir")
             .arg(data_dir)
+            .args(store.map(|s| ["--store", s]).into_iter().flatten())
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),

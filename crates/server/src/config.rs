@@ -39,10 +39,51 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the router keeps its state.
+#[derive(Clone, PartialEq)]
+pub enum StoreChoice {
+    /// The embedded store in the data directory (the default).
+    Sled,
+    /// A PostgreSQL database (`postgres://…` or `postgresql://…`), with the design bytes in it.
+    Postgres(String),
+}
+
+impl StoreChoice {
+    /// `"sled"` or a PostgreSQL URL; anything else is refused with what is accepted.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("sled") {
+            Ok(StoreChoice::Sled)
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(StoreChoice::Postgres(s.to_string()))
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "store {:?} is neither \"sled\" nor a postgres:// URL",
+                fabrouter_store::redact_url(s)
+            )))
+        }
+    }
+}
+
+// Written by hand so that a password in the URL never reaches a log.
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Sled => f.write_str("Sled"),
+            StoreChoice::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&fabrouter_store::redact_url(url))
+                .finish(),
+        }
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The embedded store's directory (when `store` is sled) and the first-start admin token.
     pub data_dir: PathBuf,
+    pub store: StoreChoice,
     pub listen: SocketAddr,
     /// Prometheus metrics; `None` disables the endpoint.
     pub metrics_listen: Option<SocketAddr>,
@@ -62,6 +103,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
@@ -79,6 +121,10 @@ pub struct Overrides {
     /// Directory for the embedded store and design bytes.
     #[arg(long, env = "FABD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the state lives: "sled" (the embedded store in the data directory, the default)
+    /// or a PostgreSQL URL (postgres://user@host/db).
+    #[arg(long, env = "FABD_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// TOML configuration file (default: fabd.toml in the data directory, if present).
     #[arg(long, env = "FABD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -155,8 +201,13 @@ impl Config {
         if let Some(v) = o.max_triangles {
             limits.max_triangles = v;
         }
+        let store = match o.store.as_deref().or(file.store.as_deref()) {
+            Some(s) => StoreChoice::parse(s)?,
+            None => StoreChoice::Sled,
+        };
         let cfg = Config {
             data_dir,
+            store,
             listen: o
                 .listen
                 .or(file.listen)
@@ -178,6 +229,7 @@ impl Config {
     pub fn embedded(data_dir: &Path) -> Self {
         Config {
             data_dir: data_dir.to_path_buf(),
+            store: StoreChoice::Sled,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen: None,
             tls_cert: None,
@@ -296,6 +348,39 @@ mod tests {
         };
         let e = Config::resolve(&o).unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn the_store_is_sled_unless_a_postgres_url_is_given_and_its_password_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Overrides {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::resolve(&o).unwrap().store, StoreChoice::Sled);
+        std::fs::write(
+            dir.path().join("fabd.toml"),
+            "store = \"postgresql://fab:pw@db/fab\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(
+            c.store,
+            StoreChoice::Postgres("postgresql://fab:pw@db/fab".into())
+        );
+        assert!(!format!("{c:?}").contains("pw@"), "{c:?}");
+        // The flag (or FABD_STORE) wins over the file.
+        let o2 = Overrides {
+            store: Some("sled".into()),
+            ..o.clone()
+        };
+        assert_eq!(Config::resolve(&o2).unwrap().store, StoreChoice::Sled);
+        let o3 = Overrides {
+            store: Some("mysql://fab:pw@db/fab".into()),
+            ..o
+        };
+        let e = Config::resolve(&o3).unwrap_err().to_string();
+        assert!(e.contains("postgres://") && !e.contains("pw@"), "{e}");
     }
 
     #[test]

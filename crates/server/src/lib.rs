@@ -1,4 +1,5 @@
-//! fabd, the router daemon, as a library: [`start`] opens the store, creates the first admin
+//! fabd, the router daemon, as a library: [`start`] opens the store (sled, or PostgreSQL when
+//! `store` is a URL), creates the first admin
 //! token if there is none, and serves every gRPC service (plus health, reflection, gRPC-web with
 //! CORS, optional TLS) and the Prometheus endpoint until its shutdown future resolves, then
 //! flushes the store. `fabd` (src/main.rs), the tests and the `fab demo` embed the same function;
@@ -167,18 +168,34 @@ fn cors(config: &Config) -> tower_http::cors::CorsLayer {
         .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
-/// Opens the embedded store in `config.data_dir` and starts serving; returns once the ports are
+/// Opens the store the configuration names: the embedded one in `config.data_dir`, or the
+/// PostgreSQL database (connecting and applying its migrations).
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        config::StoreChoice::Sled => Arc::new(SledStore::open(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the store in {}: {e} (is another fabd using it?)",
+                config.data_dir.display()
+            )
+        })?),
+        config::StoreChoice::Postgres(url) => {
+            Arc::new(fabrouter_store::PgStore::connect(url).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the PostgreSQL store at {}: {e}",
+                    fabrouter_store::redact_url(url)
+                )
+            })?)
+        }
+    })
+}
+
+/// Opens the configured store ([`open_store`]) and starts serving; returns once the ports are
 /// bound.
 pub async fn start(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the store in {}: {e} (is another fabd using it?)",
-            config.data_dir.display()
-        )
-    })?);
+    let store = open_store(&config)?;
     start_with_store(config, store, shutdown).await
 }
 

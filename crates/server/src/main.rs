@@ -1,10 +1,11 @@
-//! `fabd`: runs the router with zero configuration on the embedded store, or administers a
-//! stopped router's store (`fabd token create`).
+//! `fabd`: runs the router with zero configuration on the embedded store (or on PostgreSQL),
+//! administers a stopped router's store (`fabd token create`), or copies a router from its
+//! sled directory into PostgreSQL (`fabd migrate`).
 
 use clap::{Parser, Subcommand};
 use fabrouter_api::v1::Role;
 use fabrouter_server::config::{Config, LogFormat, Overrides};
-use fabrouter_server::{auth, start};
+use fabrouter_server::{auth, open_store, start};
 
 #[derive(Parser)]
 #[command(name = "fabd", version, about = "The fabrouter router daemon")]
@@ -24,6 +25,17 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Copy a stopped router's state from its sled directory into a PostgreSQL database:
+    /// designs with their bytes, tokens, nodes, jobs with their histories, printers, caches.
+    /// Safe to run again after an interruption (what is there already is kept).
+    Migrate {
+        /// The sled data directory (the old `data_dir`).
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The PostgreSQL URL to copy into (postgres://user@host/db).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -102,6 +114,7 @@ async fn main() -> std::process::ExitCode {
         Command::Token {
             action: TokenAction::Create { role, label },
         } => create_token(&config, role_of(&role), &label),
+        Command::Migrate { from, to } => migrate(&from, &to),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -130,19 +143,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 fn create_token(config: &Config, role: Role, label: &str) -> anyhow::Result<()> {
-    let store = fabrouter_store::SledStore::open(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the store in {} ({e}); if fabd is running, use `fab admin token create`",
-            config.data_dir.display()
-        )
-    })?;
-    let (rec, secret) = auth::create_token(&store, role, label)?;
-    fabrouter_store::Store::flush(&store)?;
+    let store = open_store(config)
+        .map_err(|e| anyhow::anyhow!("{e:#}; if fabd is running, use `fab admin token create`"))?;
+    let (rec, secret) = auth::create_token(store.as_ref(), role, label)?;
+    store.flush()?;
     eprintln!(
         "created tokens/{} ({})",
         rec.id,
         auth::role_from_pb(role as i32).word()
     );
     println!("{secret}");
+    Ok(())
+}
+
+fn migrate(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    use fabrouter_server::config::StoreChoice;
+    if !matches!(StoreChoice::parse(to)?, StoreChoice::Postgres(_)) {
+        anyhow::bail!("--to must be a postgres:// URL");
+    }
+    if !from.join("db").is_dir() {
+        anyhow::bail!(
+            "{} holds no fabd store (no db/ in it); --from is the old data_dir",
+            from.display()
+        );
+    }
+    let source = fabrouter_store::SledStore::open(from).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the store in {} ({e}); stop the fabd using it first",
+            from.display()
+        )
+    })?;
+    let target = fabrouter_store::PgStore::connect(to).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the PostgreSQL store at {}: {e}",
+            fabrouter_store::redact_url(to)
+        )
+    })?;
+    let report = fabrouter_store::copy_store(&source, &target)?;
+    eprintln!(
+        "copied {} into {}: {report}",
+        from.display(),
+        fabrouter_store::redact_url(to)
+    );
+    eprintln!("start fabd with store = \"postgres://…\" (or FABD_STORE) and the same data_dir");
     Ok(())
 }

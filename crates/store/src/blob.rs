@@ -78,6 +78,13 @@ impl CommittedBlob {
     }
 }
 
+impl CommittedBlob {
+    /// The hold, if it is a `T` (a backend finding its own receipt's hold).
+    pub(crate) fn hold<T: 'static>(&self) -> Option<&T> {
+        self._hold.as_ref()?.downcast_ref::<T>()
+    }
+}
+
 impl std::fmt::Debug for CommittedBlob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommittedBlob")

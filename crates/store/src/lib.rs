@@ -16,12 +16,18 @@
 //! the record therefore leaves at most an unreferenced blob, removed at the next start.
 //!
 //! No type of the embedded engine appears in this API except [`SledStore`] itself, so a server
-//! database can implement [`Store`] without pretending to be sled.
+//! database can implement [`Store`] without pretending to be sled. [`PgStore`] is that server
+//! database: PostgreSQL, with the design bytes in it too, so a router on it needs only the
+//! database URL.
 
 mod blob;
+mod copy;
+mod postgres;
 mod sled_store;
 
 pub use blob::{BlobDir, BlobReader, BlobStore, BlobWriter, CommittedBlob};
+pub use copy::{CopyReport, copy_store};
+pub use postgres::{PgBlobs, PgOptions, PgStore, redact_url};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};

@@ -16,6 +16,9 @@
 //!
 //! **Models.** [`cube_stl`] builds a binary STL cube.
 //!
+//! **PostgreSQL.** [`pg`] starts a throwaway cluster (initdb into a temporary directory, a
+//! unix socket only, stopped and removed when dropped or when the process ends).
+//!
 //! **The router harness** (feature `router`): fabd started in-process on loopback, clients with a
 //! bearer token, spec builders and a simulated node (`router` module). It is a feature so that
 //! build scripts, which use this crate too, do not build the server.
@@ -25,6 +28,7 @@ use std::process::{Command, Stdio};
 
 #[cfg(feature = "router")]
 pub mod checked_store;
+pub mod pg;
 #[cfg(feature = "router")]
 pub mod router;
 
@@ -38,6 +42,9 @@ pub enum Tool {
     /// PrusaLink (PyPI `prusalink`: `$FABROUTER_PRUSALINK` or `prusalink` on PATH) and a
     /// permitted `unshare -n`, which keeps its mDNS announcements off the machine's network.
     PrusaLink,
+    /// PostgreSQL's server binaries (`initdb`, `postgres`): the PostgreSQL store's tests start
+    /// a throwaway cluster with them ([`pg`]).
+    Postgres,
 }
 
 /// The variable that names the `prusalink` executable (e.g. in a virtual environment).
@@ -52,7 +59,12 @@ pub fn prusalink() -> Option<PathBuf> {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 3] = [Tool::PrusaSlicer, Tool::PythonGrpc, Tool::PrusaLink];
+    pub const ALL: [Tool; 4] = [
+        Tool::PrusaSlicer,
+        Tool::PythonGrpc,
+        Tool::PrusaLink,
+        Tool::Postgres,
+    ];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
     pub fn missing_cfg(self) -> &'static str {
@@ -60,6 +72,7 @@ impl Tool {
             Tool::PrusaSlicer => "missing_prusa_slicer",
             Tool::PythonGrpc => "missing_python_grpc",
             Tool::PrusaLink => "missing_prusalink",
+            Tool::Postgres => "missing_postgres",
         }
     }
 
@@ -76,6 +89,9 @@ impl Tool {
                  (apt-get install libcap-dev libturbojpeg0; python3 -m venv /opt/prusalink; \
                  /opt/prusalink/bin/pip install prusalink; \
                  export FABROUTER_PRUSALINK=/opt/prusalink/bin/prusalink; see .ci/run)"
+            Tool::Postgres => {
+                "PostgreSQL's server binaries (initdb, postgres) are not installed \
+                 (apt-get install postgresql; or set FABROUTER_PG_BIN to their directory)"
             }
         }
     }
@@ -84,6 +100,7 @@ impl Tool {
     pub fn available(self) -> bool {
         match self {
             Tool::PrusaSlicer => find_on_path("prusa-slicer").is_some(),
+            Tool::Postgres => pg::bin_dir().is_some(),
             Tool::PythonGrpc => Command::new("python3")
                 .args(["-c", "import grpc, grpc_tools"])
                 .stdout(Stdio::null())
@@ -184,6 +201,13 @@ pub mod build {
         println!("cargo::rerun-if-env-changed=CI");
         println!("cargo::rerun-if-env-changed=PATH");
         println!("cargo::rerun-if-env-changed={}", super::PRUSALINK_ENV);
+        if tools.contains(&Tool::Postgres) {
+            // Debian installs the server off PATH.
+            println!("cargo::rerun-if-env-changed=FABROUTER_PG_BIN");
+            if std::path::Path::new("/usr/lib/postgresql").is_dir() {
+                println!("cargo::rerun-if-changed=/usr/lib/postgresql");
+            }
+        }
         if let Some(path) = std::env::var_os("PATH") {
             for dir in std::env::split_paths(&path).filter(|d| d.is_dir()) {
                 println!("cargo::rerun-if-changed={}", dir.display());

@@ -405,6 +405,33 @@ impl JobTrees {
         Ok(())
     }
 
+    /// Every idempotency entry as (owner, key, job ids).
+    pub(super) fn all_submissions(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, String, Vec<String>)>> + '_ {
+        self.idempotency.iter().map(|item| {
+            let (k, v) = item.db()?;
+            let corrupt = || StoreError::Corrupt {
+                tree: "idempotency",
+                reason: "an entry key without owner".into(),
+            };
+            let at = k.iter().position(|&b| b == 0).ok_or_else(corrupt)?;
+            let owner = String::from_utf8(k[..at].to_vec()).map_err(|_| corrupt())?;
+            let key = String::from_utf8(k[at + 1..].to_vec()).map_err(|_| corrupt())?;
+            Ok((owner, key, decode("idempotency", &v)?))
+        })
+    }
+
+    /// Every job id.
+    pub(super) fn all_job_ids(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        self.jobs.iter().keys().map(|k| {
+            String::from_utf8(k.db()?.to_vec()).map_err(|e| StoreError::Corrupt {
+                tree: "jobs",
+                reason: e.to_string(),
+            })
+        })
+    }
+
     pub(super) fn job_events(&self, id: &str, from_seq: u64) -> Result<Vec<Vec<u8>>> {
         let start = event_key(id, from_seq.max(1));
         let prefix = owner_key(id, "");

@@ -212,6 +212,42 @@ pub(super) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// Everything a [`SledStore`] holds that the [`Store`] trait cannot enumerate, for copying a
+/// router to another store ([`crate::copy_store`]).
+impl SledStore {
+    /// Every design record, in id order.
+    pub(crate) fn all_designs(&self) -> impl Iterator<Item = Result<DesignRecord>> + '_ {
+        self.designs
+            .iter()
+            .map(|item| decode("designs", &item.db()?.1))
+    }
+
+    /// Every node identity.
+    pub(crate) fn all_nodes(&self) -> impl Iterator<Item = Result<NodeRecord>> + '_ {
+        self.nodes.iter().map(|item| decode("nodes", &item.db()?.1))
+    }
+
+    /// Every cached value, by key.
+    pub(crate) fn all_cache(&self) -> impl Iterator<Item = Result<(String, Vec<u8>)>> + '_ {
+        self.cache.iter().map(|item| {
+            let (k, v) = item.db()?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+        })
+    }
+
+    /// Every submission: (owner, idempotency key, job ids).
+    pub(crate) fn all_submissions(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, String, Vec<String>)>> + '_ {
+        self.jobs.all_submissions()
+    }
+
+    /// The ids of every job.
+    pub(crate) fn all_job_ids(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        self.jobs.all_job_ids()
+    }
+}
+
 impl SledStore {
     fn design_from_tree(&self, id: &str) -> Result<Option<DesignRecord>> {
         self.designs
