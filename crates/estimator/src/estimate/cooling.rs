@@ -63,7 +63,7 @@ mod tests {
     fn layer_of(path_mm: f64, speed_mm_s: f64) -> LayerWork {
         LayerWork {
             extrusions: vec![Extrusion {
-                feature: Feature::Perimeters,
+                feature: Feature::Perimeter,
                 path_mm,
                 volume_mm3: path_mm * 0.1,
                 speed_mm_s,
@@ -88,19 +88,23 @@ mod tests {
         let mut totals = Totals::default();
         finish_layer(&ctx, layer_of(path, 200.0), h, &mut totals);
         assert_eq!(totals.slowed_layers, 1);
-        assert!((totals.perimeters.time_s + travel - p.min_layer_time_s).abs() < 1e-6);
-        assert!((totals.perimeters.path_mm - path).abs() < 1e-12);
+        assert!(
+            (totals.role(Feature::Perimeter).time_s + travel - p.min_layer_time_s).abs() < 1e-6
+        );
+        assert!((totals.role(Feature::Perimeter).path_mm - path).abs() < 1e-12);
 
         // A tiny layer is capped at the minimum print speed.
         let mut totals = Totals::default();
         finish_layer(&ctx, layer_of(1.0, 50.0), h, &mut totals);
-        assert!((totals.perimeters.time_s - 1.0 / p.min_print_speed_mm_s).abs() < 1e-9);
+        assert!(
+            (totals.role(Feature::Perimeter).time_s - 1.0 / p.min_print_speed_mm_s).abs() < 1e-9
+        );
 
         // A long layer is left alone.
         let mut totals = Totals::default();
         finish_layer(&ctx, layer_of(10_000.0, 50.0), h, &mut totals);
         assert_eq!(totals.slowed_layers, 0);
-        assert_eq!(totals.perimeters.time_s, 200.0);
+        assert_eq!(totals.role(Feature::Perimeter).time_s, 200.0);
         assert_eq!(totals.cooling_slowdown_s, 0.0);
     }
 }

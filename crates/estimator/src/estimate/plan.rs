@@ -121,7 +121,11 @@ fn perimeter_extrusions(ctx: &Ctx, g: &LayerGeometry, first: bool, h: f64, work:
             0.0
         };
         work.extrusions.push(Extrusion {
-            feature: Feature::Perimeters,
+            feature: if per.external {
+                Feature::ExternalPerimeter
+            } else {
+                Feature::Perimeter
+            },
             path_mm: len,
             volume_mm3: len * bead_area(w, h),
             speed_mm_s: v,
@@ -261,9 +265,10 @@ struct SolidAreas {
 fn solid_extrusions(ctx: &Ctx, first: bool, h: f64, solid: &SolidAreas, work: &mut LayerWork) {
     let p = ctx.p;
     let first_speed = p.first_layer_speed_mm_s;
-    // Solid-type fills: (area, width, speed, is bridge).
+    // Solid-type fills: (role, area, width, speed, is bridge).
     let fills = [
         (
+            Feature::Solid,
             solid.internal,
             if first {
                 p.first_layer_width_mm
@@ -278,12 +283,14 @@ fn solid_extrusions(ctx: &Ctx, first: bool, h: f64, solid: &SolidAreas, work: &m
             false,
         ),
         (
+            Feature::TopSolid,
             solid.top,
             p.top_infill_width_mm,
             p.top_solid_infill_speed_mm_s,
             false,
         ),
         (
+            Feature::Bridge,
             solid.bridge,
             p.nozzle_diameter_mm,
             p.bridge_speed_mm_s,
@@ -291,7 +298,7 @@ fn solid_extrusions(ctx: &Ctx, first: bool, h: f64, solid: &SolidAreas, work: &m
         ),
     ];
     let total_solid = solid.internal + solid.top + solid.bridge;
-    for (area, w, v, is_bridge) in fills {
+    for (feature, area, w, v, is_bridge) in fills {
         if area <= 0.0 {
             continue;
         }
@@ -308,7 +315,7 @@ fn solid_extrusions(ctx: &Ctx, first: bool, h: f64, solid: &SolidAreas, work: &m
         let boundary = solid.boundary * area / total_solid.max(f64::MIN_POSITIVE);
         let chord = mean_chord(area, boundary, s);
         work.extrusions.push(Extrusion {
-            feature: Feature::Solid,
+            feature,
             path_mm: path,
             volume_mm3: path * bead,
             speed_mm_s: v,
@@ -424,7 +431,8 @@ mod tests {
         // Within reach of the top: solid, exactly area times height of material.
         let mut top = LayerWork::default();
         extrusions_for_layer(&ctx, &layers, &surfaces, 7, h, &mut top);
-        assert!((volume_of(&top, Feature::Solid) - 400.0 * h).abs() < 1e-9);
+        let solid = volume_of(&top, Feature::Solid) + volume_of(&top, Feature::TopSolid);
+        assert!((solid - 400.0 * h).abs() < 1e-9);
         assert_eq!(volume_of(&top, Feature::Infill), 0.0);
 
         // Out of reach of both: sparse at the profile's density, plus anchors.

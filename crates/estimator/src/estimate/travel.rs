@@ -23,7 +23,7 @@ pub(super) fn travel_move(ctx: &Ctx, d: f64, work: &mut LayerWork) {
     if d > p.retract_min_travel_mm && p.retract_length_mm > 0.0 {
         work.retractions += 1;
         let ar = p.retract_acceleration_mm_s2;
-        work.travel_time_s += move_time(p.retract_length_mm, 0.0, p.retract_speed_mm_s, 0.0, ar)
+        work.retract_time_s += move_time(p.retract_length_mm, 0.0, p.retract_speed_mm_s, 0.0, ar)
             + move_time(p.retract_length_mm, 0.0, p.deretract_speed_mm_s, 0.0, ar);
     }
 }
@@ -83,7 +83,7 @@ pub(super) fn travel_for_layer(
     *position = here;
     totals.add_travel(&work);
     // The travel time is also part of this layer's time for the cooling rule.
-    totals.layer_travel_s = work.travel_time_s;
+    totals.layer_travel_s = work.travel_time_s + work.retract_time_s;
 }
 
 #[cfg(test)]
@@ -107,7 +107,7 @@ mod tests {
         // Retracting and priming cost at least their length at their speeds.
         let retract = p.retract_length_mm / p.retract_speed_mm_s
             + p.retract_length_mm / p.deretract_speed_mm_s;
-        assert!(work.travel_time_s - short > retract);
+        assert!(work.travel_time_s + work.retract_time_s - short > retract);
         assert!((work.travel_path_mm - 2.5 * p.retract_min_travel_mm).abs() < 1e-12);
         travel_move(&ctx, 0.0, &mut work);
         assert_eq!(work.travel_moves, 2);
