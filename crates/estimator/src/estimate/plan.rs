@@ -80,14 +80,73 @@ pub(super) fn extrusions_for_layer(
     let sparse = sparse_pieces(ctx, &split.sparse, work);
     let top_area = geom::area(&top).min(split.solid_area);
     let bridge_area = geom::area(&bridge).min((split.solid_area - top_area).max(0.0));
+    let over_sparse = if has_solid {
+        solid_over_sparse(ctx, layers, surfaces, i, &split.near)
+    } else {
+        0.0
+    };
+    let over_sparse = over_sparse.min((split.solid_area - top_area - bridge_area).max(0.0));
     let solid = SolidAreas {
-        internal: (split.solid_area - top_area - bridge_area).max(0.0) + sparse.small_solid_area,
+        internal: (split.solid_area - top_area - bridge_area - over_sparse).max(0.0)
+            + sparse.small_solid_area,
         top: top_area,
-        bridge: bridge_area,
+        bridge: bridge_area + over_sparse,
         boundary: split.solid_boundary + sparse.small_solid_boundary,
     };
     solid_extrusions(ctx, first, h, &solid, work);
     sparse_extrusion(ctx, h, &sparse, work);
+}
+
+/// Area of layer `i`'s solid infill that lies over sparse infill of the layer below. PrusaSlicer
+/// prints it as a bridge over the sparse lines (`bridge_over_infill`): round threads at the bridge
+/// speed. It is the lowest layer a top skin (of layer `i + top_solid_layers - 1`) makes solid, minus
+/// what layer `i - 1` fills solid itself, within `i - 1`'s infill area.
+fn solid_over_sparse(
+    ctx: &Ctx,
+    layers: &[LayerGeometry],
+    surfaces: &[Skins],
+    i: usize,
+    near: &Shapes,
+) -> f64 {
+    let p = ctx.p;
+    let up = p.top_solid_layers as usize;
+    let last = layers.len() - 1;
+    // With one top layer the skin itself is the top; dense infill is not bridged.
+    if i == 0 || up < 2 || i + up - 1 > last || !(0.0..100.0).contains(&p.infill_density_pct) {
+        return 0.0;
+    }
+    if p.infill_density_pct <= 0.0 {
+        return 0.0;
+    }
+    let skin = &surfaces[i + up - 1].top;
+    if skin.is_empty() {
+        return 0.0;
+    }
+    let over = geom::intersection(near, skin);
+    if over.is_empty() {
+        return 0.0;
+    }
+    let below = exposed_within_reach(surfaces, last, i - 1, up, p.bottom_solid_layers as usize);
+    let clip: Shapes = below.iter().flat_map(|e| e.iter().cloned()).collect();
+    let open = if clip.is_empty() {
+        over
+    } else {
+        geom::difference(&over, &clip)
+    };
+    if open.is_empty() {
+        return 0.0;
+    }
+    // Pieces below the solid-infill threshold are printed solid, so nothing sparse lies there.
+    let sparse_below: Shapes = layers[i - 1]
+        .infill
+        .iter()
+        .filter(|s| geom::shape_area(s) >= p.solid_infill_below_area_mm2)
+        .cloned()
+        .collect();
+    if sparse_below.is_empty() {
+        return 0.0;
+    }
+    geom::area(&geom::intersection(&open, &sparse_below))
 }
 
 /// Perimeters: real loops, real corners.
