@@ -18,7 +18,7 @@ mod work;
 
 use rayon::prelude::*;
 
-use crate::geom::Pt;
+
 use crate::profile::{Cornering, Profile};
 use crate::{Estimate, EstimateError};
 use prepare::Prepared;
@@ -84,7 +84,7 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
         })
         .collect();
     let mut totals = Totals::default();
-    let mut position: Pt = [0.0, 0.0];
+    let mut position = travel::Spot::default();
     for (i, (g, work)) in geometry.iter().zip(works).enumerate() {
         let h = layer_height(p, i);
         travel::travel_for_layer(&ctx, g, &work, &mut position, &mut totals);
