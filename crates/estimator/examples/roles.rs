@@ -147,14 +147,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         };
         let ps_time = ps.slicer_time_s.unwrap_or(ps.total_time_s);
         let te = 100.0 * (est.print_time_s - ps_time) / ps_time;
-        let fe = 100.0 * (est.filament_mm - ps.filament_mm) / ps.filament_mm;
+        let ps_fil = ps.slicer_filament_mm.unwrap_or(ps.filament_mm);
+        let fe = 100.0 * (est.filament_mm - ps_fil) / ps_fil;
         time_errs.push(te);
         fil_errs.push(fe);
         let replay_err = 100.0 * (ps.total_time_s - ps_time) / ps_time;
         if summary {
             println!(
                 "{name:<42} {:>8.0} {:>8.0} {:>+7.1} {:>+8.1} {:>9.1} {:>9.1} {:>+7.1}",
-                est.print_time_s, ps_time, te, replay_err, est.filament_mm, ps.filament_mm, fe
+                est.print_time_s, ps_time, te, replay_err, est.filament_mm, ps_fil, fe
             );
             continue;
         }
@@ -165,7 +166,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             ps_time,
             ps.total_time_s,
             est.filament_mm,
-            ps.filament_mm,
+            ps_fil,
             est.retractions,
             ps.retractions
         );

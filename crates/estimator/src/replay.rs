@@ -65,10 +65,13 @@ pub struct RoleReport {
     /// Retractions (extruder-only moves backwards).
     pub retractions: u32,
     pub total_time_s: f64,
-    /// Net filament pushed (what the slicer reports as "filament used").
+    /// Filament pushed by extruding moves, priming after a retraction not included (what
+    /// PrusaSlicer reports as "filament used").
     pub filament_mm: f64,
     /// The slicer's own total, when the file states one (PrusaSlicer's normal mode).
     pub slicer_time_s: Option<f64>,
+    /// The slicer's own filament total (`; filament used [mm] = ...`), when the file states one.
+    pub slicer_filament_mm: Option<f64>,
 }
 
 /// One planned move, as the firmware's planner holds it.
@@ -171,6 +174,7 @@ pub fn replay_gcode(gcode: &str, limits: &MachineLimits) -> RoleReport {
     let mut retractions = 0u32;
     let mut filament = 0.0;
     let mut slicer = None;
+    let mut slicer_filament = None;
 
     let mut pos = [0.0f64; 4];
     let mut feed = 0.0f64; // mm/s
@@ -196,6 +200,8 @@ pub fn replay_gcode(gcode: &str, limits: &MachineLimits) -> RoleReport {
             });
         } else if slicer.is_none() && comment.starts_with("; estimated printing time (normal") {
             slicer = slicer_time(comment.trim_end());
+        } else if let Some(v) = comment.strip_prefix("; filament used [mm] = ") {
+            slicer_filament = v.trim().parse().ok();
         }
         let code = code.trim();
         if code.is_empty() {
@@ -238,11 +244,11 @@ pub fn replay_gcode(gcode: &str, limits: &MachineLimits) -> RoleReport {
                 } else {
                     0
                 };
-                filament += d[3];
                 let r = &mut acc[role];
                 r.path_mm += xy;
                 if role > 1 {
                     r.filament_mm += d[3];
+                    filament += d[3];
                 }
                 // Cruise: the feed rate capped by every axis' maximum.
                 let mut cruise = feed;
@@ -396,6 +402,7 @@ pub fn replay_gcode(gcode: &str, limits: &MachineLimits) -> RoleReport {
         total_time_s: total,
         filament_mm: filament,
         slicer_time_s: slicer,
+        slicer_filament_mm: slicer_filament,
     }
 }
 
@@ -432,7 +439,7 @@ mod tests {
     fn travel_and_retractions_are_their_own_roles() {
         let g = "G90\nM82\nG92 E0\n;TYPE:Solid infill\nG1 X10 Y0 E1 F1200\nG1 E-1 F2400\n\
                  G92 E0\nG1 X50 Y0 F7800\nG1 E1 F2400\nG1 X60 Y0 E1.5 F1200\n\
-                 ; estimated printing time (normal mode) = 1m 2s\n";
+                 ; filament used [mm] = 1.50\n; estimated printing time (normal mode) = 1m 2s\n";
         let r = replay_gcode(g, &limits());
         assert_eq!(r.retractions, 1);
         assert!((r.roles[TRAVEL].path_mm - 40.0).abs() < 1e-12);
@@ -441,7 +448,8 @@ mod tests {
         assert!((r.roles["Solid infill"].filament_mm - 1.5).abs() < 1e-12);
         assert!(r.roles[RETRACT].time_s > 2.0 / 40.0);
         assert_eq!(r.slicer_time_s, Some(62.0));
-        // Net filament: everything pushed minus what was pulled back.
+        assert_eq!(r.slicer_filament_mm, Some(1.5));
+        // Filament of the extruding moves: retracting and priming again cancel out.
         assert!((r.filament_mm - 1.5).abs() < 1e-12);
     }
 

@@ -18,7 +18,6 @@ mod work;
 
 use rayon::prelude::*;
 
-
 use crate::profile::{Cornering, Profile};
 use crate::{Estimate, EstimateError};
 use prepare::Prepared;

@@ -397,7 +397,9 @@ fn sparse_extrusion(ctx: &Ctx, h: f64, sparse: &SparsePieces, work: &mut LayerWo
         let line_gap = s * dirs / density;
         let chord = mean_chord(sparse.area, sparse.boundary, s);
         let n_lines = lines / chord;
-        let anchor = p.infill_anchor_mm.min(line_gap);
+        // Neighbouring line ends are joined along the perimeter or anchored to it; a join is
+        // shared by two lines, so a line carries about half of one.
+        let anchor = 0.5 * p.infill_anchor_mm.min(line_gap);
         let path = lines + n_lines * anchor;
         work.extrusions.push(Extrusion {
             feature: Feature::Infill,

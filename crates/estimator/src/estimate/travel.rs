@@ -65,8 +65,9 @@ fn chains_of(g: &LayerGeometry, hop: f64) -> Vec<Chain> {
         let hole = geom::contour_area(&per.contour) < 0.0;
         let from = chains.len().saturating_sub(LOOKBACK);
         let found = chains[from..].iter_mut().rev().find(|c| {
-            let d = ((c.spot.centre[0] - centre[0]).powi(2) + (c.spot.centre[1] - centre[1]).powi(2))
-                .sqrt();
+            let d = ((c.spot.centre[0] - centre[0]).powi(2)
+                + (c.spot.centre[1] - centre[1]).powi(2))
+            .sqrt();
             c.hole == hole && d <= (0.25 * c.spot.radius).max(2.0 * hop)
         });
         match found {
