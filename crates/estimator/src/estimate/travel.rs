@@ -146,7 +146,14 @@ pub(super) fn travel_for_layer(
     *position = here;
     totals.add_travel(&work);
     // The travel time is also part of this layer's time for the cooling rule.
-    totals.layer_travel_s = work.travel_time_s + work.retract_time_s;
+    // PrusaSlicer's cooling rule times each line as length over feed rate, without acceleration.
+    let retract_nominal = if p.retract_length_mm > 0.0 {
+        p.retract_length_mm / p.retract_speed_mm_s + p.retract_length_mm / p.deretract_speed_mm_s
+    } else {
+        0.0
+    };
+    totals.layer_travel_s =
+        work.travel_path_mm / p.travel_speed_mm_s + f64::from(work.retractions) * retract_nominal;
 }
 
 #[cfg(test)]

@@ -68,7 +68,8 @@ pub(super) struct Totals {
     pub(super) retract_time_s: f64,
     pub(super) cooling_slowdown_s: f64,
     pub(super) slowed_layers: u32,
-    /// Travel time of the layer being finished (part of its layer time for the cooling rule).
+    /// Travel time of the layer being finished as the cooling rule counts it (length over feed
+    /// rate, retractions included).
     pub(super) layer_travel_s: f64,
 }
 
