@@ -129,8 +129,12 @@ pub(super) fn travel_for_layer(
         }
         here = c.spot;
     }
+    // From the external loop's seam across the inner loops to where the piece's fill starts.
+    let depth = f64::from(p.perimeters) * min_hop;
     for &a in &work_in.infill_pieces_mm2 {
-        travel_move(ctx, (a.sqrt() / 2.0).max(min_hop), &mut work);
+        let r = (a / std::f64::consts::PI).sqrt();
+        let d = (0.25 * (r * r + (r + depth) * (r + depth))).sqrt() + depth;
+        travel_move(ctx, d.max(min_hop), &mut work);
     }
     if let Some(&a) = work_in.infill_pieces_mm2.last() {
         // The layer ends inside its last infill piece.
