@@ -143,4 +143,26 @@ mod tests {
         assert_eq!(totals.role(Feature::Perimeter).time_s, 200.0);
         assert_eq!(totals.cooling_slowdown_s, 0.0);
     }
+
+    #[test]
+    fn bridges_keep_their_speed_when_a_layer_is_slowed() {
+        let p = profile();
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let mut work = layer_of(20.0, 40.0);
+        work.extrusions.push(Extrusion {
+            feature: Feature::Bridge,
+            path_mm: 20.0,
+            volume_mm3: 2.5,
+            speed_mm_s: 60.0,
+            time_s: 20.0 / 60.0,
+        });
+        let mut totals = Totals::default();
+        finish_layer(&ctx, work, p.layer_height_mm, &mut totals);
+        assert_eq!(totals.slowed_layers, 1);
+        assert_eq!(totals.role(Feature::Bridge).time_s, 20.0 / 60.0);
+        assert!(totals.role(Feature::Perimeter).time_s > 20.0 / 40.0);
+    }
 }

@@ -514,4 +514,28 @@ mod tests {
         assert!((mean_chord(100.0, 40.0, 0.1) - PI * 2.5).abs() < 1e-12);
         assert_eq!(mean_chord(100.0, 0.0, 0.1), 0.1);
     }
+
+    #[test]
+    fn the_lowest_solid_layer_over_sparse_infill_is_a_bridge() {
+        let p = profile();
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let h = p.layer_height_mm;
+        let layers = column(12);
+        let surfaces = skin_surfaces(&ctx, &layers);
+        let up = p.top_solid_layers as usize;
+        // The top skin of layer 11 makes layers 12 - up .. 11 solid; the lowest of them lies on
+        // sparse infill and is bridged, the ones above are ordinary solid infill.
+        let lowest = 12 - up;
+        let mut work = LayerWork::default();
+        extrusions_for_layer(&ctx, &layers, &surfaces, lowest, h, &mut work);
+        assert!(volume_of(&work, Feature::Bridge) > 0.0);
+        assert_eq!(volume_of(&work, Feature::Solid), 0.0);
+        let mut above = LayerWork::default();
+        extrusions_for_layer(&ctx, &layers, &surfaces, lowest + 1, h, &mut above);
+        assert_eq!(volume_of(&above, Feature::Bridge), 0.0);
+        assert!(volume_of(&above, Feature::Solid) > 0.0);
+    }
 }
