@@ -38,6 +38,16 @@ impl InfillPattern {
     }
 }
 
+/// Which of PrusaSlicer's per-feature accelerations an extrusion takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccelRole {
+    Perimeter,
+    Bridge,
+    Infill,
+    /// Skirt, support, gap fill: the default (print) acceleration.
+    Other,
+}
+
 /// How the firmware limits speed at a corner between two moves.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
@@ -68,6 +78,21 @@ pub struct Profile {
     pub travel_acceleration_mm_s2: f64,
     /// Acceleration of extruder-only (retract / deretract) moves.
     pub retract_acceleration_mm_s2: f64,
+    /// Acceleration of perimeters (PrusaSlicer `perimeter_acceleration`); 0 uses
+    /// `print_acceleration_mm_s2`. Like it, already within the machine's extruding limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub perimeter_acceleration_mm_s2: f64,
+    /// Acceleration of sparse, solid and top infill (`infill_acceleration`); 0: the print
+    /// acceleration.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub infill_acceleration_mm_s2: f64,
+    /// Acceleration of bridges (`bridge_acceleration`); 0: the print acceleration.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bridge_acceleration_mm_s2: f64,
+    /// Acceleration of everything extruded on the first layer (`first_layer_acceleration`); 0:
+    /// the feature's own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_layer_acceleration_mm_s2: f64,
     pub cornering: Cornering,
 
     // Layers and walls.
@@ -135,6 +160,12 @@ pub struct Profile {
     pub support_threshold_deg: f64,
     /// Distance between support lines.
     pub support_spacing_mm: f64,
+}
+
+/// Optional fields left at 0 stay out of the serialized profile, so adding them changed no
+/// existing profile's content hash.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Names accepted by [`Profile::builtin`].
@@ -213,6 +244,11 @@ impl Profile {
             print_acceleration_mm_s2: 1500.0,
             travel_acceleration_mm_s2: 1500.0,
             retract_acceleration_mm_s2: 1500.0,
+            // perimeter/infill/bridge/first_layer_acceleration = 0: all at the print acceleration.
+            perimeter_acceleration_mm_s2: 0.0,
+            infill_acceleration_mm_s2: 0.0,
+            bridge_acceleration_mm_s2: 0.0,
+            first_layer_acceleration_mm_s2: 0.0,
             cornering: Cornering::Jerk { jerk_xy_mm_s: 10.0 },
             layer_height_mm: 0.2,
             first_layer_height_mm: first_layer_height,
@@ -282,6 +318,27 @@ impl Profile {
     pub fn content_hash(&self) -> String {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(Sha256::digest(&canonical))
+    }
+
+    /// Acceleration of one extrusion role as PrusaSlicer picks it: the first layer's if set, then
+    /// the perimeters', the bridges' (overhang perimeters are perimeters first), the infill's,
+    /// else the print acceleration.
+    pub(crate) fn acceleration_for(&self, role: AccelRole, first_layer: bool) -> f64 {
+        let set = |v: f64| (v > 0.0).then_some(v);
+        let own = match role {
+            AccelRole::Perimeter => set(self.perimeter_acceleration_mm_s2),
+            AccelRole::Bridge => {
+                set(self.bridge_acceleration_mm_s2).or(set(self.infill_acceleration_mm_s2))
+            }
+            AccelRole::Infill => set(self.infill_acceleration_mm_s2),
+            AccelRole::Other => None,
+        };
+        let first = if first_layer {
+            set(self.first_layer_acceleration_mm_s2)
+        } else {
+            None
+        };
+        first.or(own).unwrap_or(self.print_acceleration_mm_s2)
     }
 
     /// The same profile with every XY feed rate capped at the machine's `max_speed_xy_mm_s`, as the
@@ -375,7 +432,17 @@ impl Profile {
                 return Err(bad(field, format!("must be a finite number > 0, got {v}")));
             }
         }
-        let non_negative: [(&'static str, f64); 7] = [
+        let non_negative: [(&'static str, f64); 11] = [
+            (
+                "perimeter_acceleration_mm_s2",
+                self.perimeter_acceleration_mm_s2,
+            ),
+            ("infill_acceleration_mm_s2", self.infill_acceleration_mm_s2),
+            ("bridge_acceleration_mm_s2", self.bridge_acceleration_mm_s2),
+            (
+                "first_layer_acceleration_mm_s2",
+                self.first_layer_acceleration_mm_s2,
+            ),
             (
                 "solid_infill_below_area_mm2",
                 self.solid_infill_below_area_mm2,

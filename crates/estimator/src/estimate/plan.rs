@@ -11,20 +11,21 @@ use super::skins::Skins;
 use super::work::{Extrusion, Feature, LayerWork};
 use crate::geom::{self, Pt, Shapes};
 use crate::motion::{junction_speed, move_time, polyline_time, safe_speed};
+use crate::profile::AccelRole;
 
 /// Time of `total_mm` of straight hatch lines of mean length `chord_mm`, joined by connectors of
-/// `connector_mm` at right angles (zig-zag or anchors), at speed `v`.
+/// `connector_mm` at right angles (zig-zag or anchors), at speed `v` and acceleration `a`.
 pub(super) fn hatch_time(
     ctx: &Ctx,
     total_mm: f64,
     chord_mm: f64,
     connector_mm: f64,
     v: f64,
+    a: f64,
 ) -> f64 {
     if total_mm <= 0.0 {
         return 0.0;
     }
-    let a = ctx.p.print_acceleration_mm_s2;
     let unit = chord_mm + connector_mm;
     let n = (total_mm / unit).ceil().max(1.0);
     let line = (total_mm / n - connector_mm).max(0.0);
@@ -152,7 +153,7 @@ fn solid_over_sparse(
 /// Perimeters: real loops, real corners.
 fn perimeter_extrusions(ctx: &Ctx, g: &LayerGeometry, first: bool, h: f64, work: &mut LayerWork) {
     let p = ctx.p;
-    let a = p.print_acceleration_mm_s2;
+    let a = p.acceleration_for(AccelRole::Perimeter, first);
     for per in &g.perimeters {
         let len = per.length_mm;
         let w = if first {
@@ -370,6 +371,12 @@ fn solid_extrusions(ctx: &Ctx, first: bool, h: f64, solid: &SolidAreas, work: &m
             (spacing(w, h), bead_area(w, h))
         };
         let path = area / s;
+        let role = if is_bridge {
+            AccelRole::Bridge
+        } else {
+            AccelRole::Infill
+        };
+        let a = p.acceleration_for(role, first);
         // Boundary shared out by area: each fill's chord follows the region's shape.
         let boundary = solid.boundary * area / total_solid.max(f64::MIN_POSITIVE);
         let chord = mean_chord(area, boundary, s);
@@ -378,7 +385,7 @@ fn solid_extrusions(ctx: &Ctx, first: bool, h: f64, solid: &SolidAreas, work: &m
             path_mm: path,
             volume_mm3: path * bead,
             speed_mm_s: v,
-            time_s: hatch_time(ctx, path, chord, s, v),
+            time_s: hatch_time(ctx, path, chord, s, v, a),
         });
     }
 }
@@ -406,7 +413,14 @@ fn sparse_extrusion(ctx: &Ctx, h: f64, sparse: &SparsePieces, work: &mut LayerWo
             path_mm: path,
             volume_mm3: path * bead_area(w, h),
             speed_mm_s: p.infill_speed_mm_s,
-            time_s: hatch_time(ctx, path, chord, anchor, p.infill_speed_mm_s),
+            time_s: hatch_time(
+                ctx,
+                path,
+                chord,
+                anchor,
+                p.infill_speed_mm_s,
+                p.acceleration_for(AccelRole::Infill, false),
+            ),
         });
         // Lines of one direction are chained along the boundary (PrusaSlicer links neighbouring line
         // ends when the link is shorter than infill_anchor_max), so each piece is printed as one chain
@@ -444,7 +458,13 @@ pub(super) fn skirt(ctx: &Ctx, g: &LayerGeometry, work: &mut LayerWork) {
             path_mm: len,
             volume_mm3: len * bead_area(w, h),
             speed_mm_s: v,
-            time_s: move_time(len, safe, v, safe, p.print_acceleration_mm_s2),
+            time_s: move_time(
+                len,
+                safe,
+                v,
+                safe,
+                p.acceleration_for(AccelRole::Other, true),
+            ),
         });
     }
     work.extra_travels_mm.push(p.skirt_distance_mm);
