@@ -11,7 +11,8 @@
 //! `prusaslicer.tsv`), `tests/data/prusaslicer_B_explicit.ini` and the built-in `prusaslicer-b`
 //! (`bigbed-400` and a 400 mm bed for models only the big-bed variant sliced). G-code is kept in
 //! the system's temporary directory under the config's and model's hash, so reruns only estimate.
-//! `--summary` prints one line per model instead of the per-role table.
+//! `--summary` prints one line per model instead of the per-role table. The printer's
+//! start and end G-code (PrusaSlicer's `Custom` role) is not estimated and shows as a gap.
 
 use std::collections::BTreeMap;
 use std::error::Error;

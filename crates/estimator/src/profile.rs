@@ -149,10 +149,25 @@ pub struct Profile {
     pub deretract_speed_mm_s: f64,
     /// Travels shorter than this do not retract.
     pub retract_min_travel_mm: f64,
+    /// The nozzle lifts this much at each retraction and lowers again before printing
+    /// (PrusaSlicer `retract_lift`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retract_lift_mm: f64,
+    /// Acceleration of Z moves (`machine_max_acceleration_z`); 0: Z moves take their length over
+    /// `z_speed_mm_s`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub z_acceleration_mm_s2: f64,
 
     // Skirt.
     pub skirt_loops: u32,
     pub skirt_distance_mm: f64,
+    /// Layers the skirt is printed on (PrusaSlicer `skirt_height`); 0 or 1: the first only.
+    #[serde(default, skip_serializing_if = "is_at_most_one")]
+    pub skirt_height_layers: u32,
+    /// More skirt loops are added until the first layer's skirt takes at least this much
+    /// filament (PrusaSlicer `min_skirt_length`, mm of filament).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_skirt_length_mm: f64,
 
     // Support.
     pub support_enabled: bool,
@@ -166,6 +181,10 @@ pub struct Profile {
 /// existing profile's content hash.
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn is_at_most_one(v: &u32) -> bool {
+    *v <= 1
 }
 
 /// Names accepted by [`Profile::builtin`].
@@ -291,8 +310,14 @@ impl Profile {
             // deretract_speed = 0 means "same as retract_speed"
             deretract_speed_mm_s: 40.0,
             retract_min_travel_mm: 2.0,
+            // retract_lift = 0; Z moves are timed at the Z speed (no Z acceleration).
+            retract_lift_mm: 0.0,
+            z_acceleration_mm_s2: 0.0,
             skirt_loops: 1,
             skirt_distance_mm: 6.0,
+            // skirt_height = 1, min_skirt_length = 0.
+            skirt_height_layers: 1,
+            min_skirt_length_mm: 0.0,
             support_enabled: false,
             // support_material_threshold = 0 (auto) behaves close to 55 degrees overhang
             support_threshold_deg: 55.0,
@@ -339,6 +364,15 @@ impl Profile {
             None
         };
         first.or(own).unwrap_or(self.print_acceleration_mm_s2)
+    }
+
+    /// Time of a Z move of `dz` from and to a stop.
+    pub(crate) fn z_move_time(&self, dz: f64) -> f64 {
+        if self.z_acceleration_mm_s2 > 0.0 {
+            crate::motion::move_time(dz, 0.0, self.z_speed_mm_s, 0.0, self.z_acceleration_mm_s2)
+        } else {
+            dz / self.z_speed_mm_s
+        }
     }
 
     /// The same profile with every XY feed rate capped at the machine's `max_speed_xy_mm_s`, as the
@@ -432,7 +466,9 @@ impl Profile {
                 return Err(bad(field, format!("must be a finite number > 0, got {v}")));
             }
         }
-        let non_negative: [(&'static str, f64); 11] = [
+        let non_negative: [(&'static str, f64); 14] = [
+            ("retract_lift_mm", self.retract_lift_mm),
+            ("z_acceleration_mm_s2", self.z_acceleration_mm_s2),
             (
                 "perimeter_acceleration_mm_s2",
                 self.perimeter_acceleration_mm_s2,
@@ -456,6 +492,7 @@ impl Profile {
             ("retract_length_mm", self.retract_length_mm),
             ("retract_min_travel_mm", self.retract_min_travel_mm),
             ("skirt_distance_mm", self.skirt_distance_mm),
+            ("min_skirt_length_mm", self.min_skirt_length_mm),
         ];
         for (field, v) in non_negative {
             if !v.is_finite() || v < 0.0 {
@@ -533,6 +570,7 @@ impl Profile {
             ("top_solid_layers", self.top_solid_layers),
             ("bottom_solid_layers", self.bottom_solid_layers),
             ("skirt_loops", self.skirt_loops),
+            ("skirt_height_layers", self.skirt_height_layers),
         ] {
             if n > MAX_SOLID_OR_SKIRT {
                 return Err(bad(field, format!("at most {MAX_SOLID_OR_SKIRT}, got {n}")));

@@ -76,9 +76,7 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
                 layer_height(p, i),
                 &mut work,
             );
-            if i == 0 {
-                plan::skirt(&ctx, &geometry[0], &mut work);
-            }
+            plan::skirt(&ctx, &geometry[0], i, &mut work);
             work
         })
         .collect();
@@ -89,7 +87,7 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
         travel::travel_for_layer(&ctx, g, &work, &mut position, &mut totals);
         cooling::finish_layer(&ctx, work, h, &mut totals);
         // Layer change: a z move at the z speed.
-        totals.travel_time_s += h / p.z_speed_mm_s;
+        totals.travel_time_s += p.z_move_time(h);
     }
 
     // Support, when enabled: columns under overhangs flatter than the threshold.

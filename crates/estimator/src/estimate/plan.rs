@@ -432,9 +432,9 @@ fn sparse_extrusion(ctx: &Ctx, h: f64, sparse: &SparsePieces, work: &mut LayerWo
 
 /// Skirt loops around the first layer: the convex hull grown by the skirt distance (a Minkowski sum
 /// adds 2 pi r to the hull's length).
-pub(super) fn skirt(ctx: &Ctx, g: &LayerGeometry, work: &mut LayerWork) {
+pub(super) fn skirt(ctx: &Ctx, g: &LayerGeometry, layer: usize, work: &mut LayerWork) {
     let p = ctx.p;
-    if p.skirt_loops == 0 {
+    if p.skirt_loops == 0 || layer >= p.skirt_height_layers.max(1) as usize {
         return;
     }
     let mut pts: Vec<Pt> = g
@@ -446,29 +446,41 @@ pub(super) fn skirt(ctx: &Ctx, g: &LayerGeometry, work: &mut LayerWork) {
     if hull <= 0.0 {
         return;
     }
+    // The skirt keeps the first layer's flow on every layer it is printed on; above the first
+    // layer PrusaSlicer prints it at the support material speed.
     let h = p.first_layer_height_mm;
     let w = p.first_layer_width_mm;
     let s = spacing(w, h);
-    let v = p.first_layer_speed_mm_s;
+    let first = layer == 0;
+    let v = if first {
+        p.first_layer_speed_mm_s
+    } else {
+        p.support_speed_mm_s
+    };
+    let a = p.acceleration_for(AccelRole::Other, first);
     let safe = safe_speed(ctx.cornering, v);
-    for k in 0..p.skirt_loops {
+    let filament_area = PI * (p.filament_diameter_mm / 2.0).powi(2);
+    let mut filament = 0.0;
+    let mut k = 0u32;
+    // Loops as configured, then more until the skirt takes `min_skirt_length` of filament.
+    while k < p.skirt_loops || (filament < p.min_skirt_length_mm && k < MAX_SKIRT_LOOPS) {
         let len = hull + 2.0 * PI * (p.skirt_distance_mm + w / 2.0 + f64::from(k) * s);
+        let volume = len * bead_area(w, h);
+        filament += volume / filament_area;
         work.extrusions.push(Extrusion {
             feature: Feature::Skirt,
             path_mm: len,
-            volume_mm3: len * bead_area(w, h),
+            volume_mm3: volume,
             speed_mm_s: v,
-            time_s: move_time(
-                len,
-                safe,
-                v,
-                safe,
-                p.acceleration_for(AccelRole::Other, true),
-            ),
+            time_s: move_time(len, safe, v, safe, a),
         });
+        k += 1;
     }
     work.extra_travels_mm.push(p.skirt_distance_mm);
 }
+
+/// Bounds the loops `min_skirt_length` can add around a tiny part.
+const MAX_SKIRT_LOOPS: u32 = 1000;
 
 #[cfg(test)]
 mod tests {

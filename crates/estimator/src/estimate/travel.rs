@@ -25,6 +25,10 @@ pub(super) fn travel_move(ctx: &Ctx, d: f64, work: &mut LayerWork) {
         let ar = p.retract_acceleration_mm_s2;
         work.retract_time_s += move_time(p.retract_length_mm, 0.0, p.retract_speed_mm_s, 0.0, ar)
             + move_time(p.retract_length_mm, 0.0, p.deretract_speed_mm_s, 0.0, ar);
+        if p.retract_lift_mm > 0.0 {
+            // Up before the travel and down after it.
+            work.travel_time_s += 2.0 * p.z_move_time(p.retract_lift_mm);
+        }
     }
 }
 
