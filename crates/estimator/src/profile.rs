@@ -162,7 +162,7 @@ pub struct Profile {
     pub skirt_loops: u32,
     pub skirt_distance_mm: f64,
     /// Layers the skirt is printed on (PrusaSlicer `skirt_height`); 0 or 1: the first only.
-    #[serde(default, skip_serializing_if = "is_at_most_one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub skirt_height_layers: u32,
     /// More skirt loops are added until the first layer's skirt takes at least this much
     /// filament (PrusaSlicer `min_skirt_length`, mm of filament).
@@ -183,8 +183,12 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
-fn is_at_most_one(v: &u32) -> bool {
-    *v <= 1
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Names accepted by [`Profile::builtin`].
