@@ -11,7 +11,7 @@ use super::skins::Skins;
 use super::work::{Extrusion, Feature, LayerWork};
 use crate::geom::{self, Pt, Shapes};
 use crate::motion::{junction_speed, move_time, polyline_time, safe_speed};
-use crate::profile::AccelRole;
+use crate::profile::{AccelRole, InfillPattern};
 
 /// Time of `total_mm` of straight hatch lines of mean length `chord_mm`, joined by connectors of
 /// `connector_mm` at right angles (zig-zag or anchors), at speed `v` and acceleration `a`.
@@ -408,25 +408,87 @@ fn sparse_extrusion(ctx: &Ctx, h: f64, sparse: &SparsePieces, work: &mut LayerWo
         // shared by two lines, so a line carries about half of one.
         let anchor = 0.5 * p.infill_anchor_mm.min(line_gap);
         let path = lines + n_lines * anchor;
+        let v = p.infill_speed_mm_s;
+        let a = p.acceleration_for(AccelRole::Infill, false);
         work.extrusions.push(Extrusion {
             feature: Feature::Infill,
             path_mm: path,
             volume_mm3: path * bead_area(w, h),
             speed_mm_s: p.infill_speed_mm_s,
-            time_s: hatch_time(
-                ctx,
-                path,
-                chord,
-                anchor,
-                p.infill_speed_mm_s,
-                p.acceleration_for(AccelRole::Infill, false),
-            ),
+            // Gyroid lines run on as one wave (linked at the boundary) instead of stopping at
+            // every chord's end.
+            time_s: if p.infill_pattern == InfillPattern::Gyroid {
+                path * gyroid_time_per_mm(ctx, s, density, v, a)
+            } else {
+                hatch_time(ctx, path, chord, anchor, v, a)
+            },
         });
         // Lines of one direction are chained along the boundary (PrusaSlicer links neighbouring line
         // ends when the link is shorter than infill_anchor_max), so each piece is printed as one chain
         // per direction: a travel between directions.
         work.sparse_breaks += (dirs - 1.0) * f64::from(sparse.count);
         work.sparse_break_mm = line_gap.min(chord);
+    }
+}
+
+/// PrusaSlicer scales its gyroid so that lines `spacing / (density x this)` apart per radian of
+/// the unit surface give the requested density.
+const GYROID_DENSITY_ADJUST: f64 = 2.44;
+
+/// Time per mm of gyroid infill: its lines are waves of straight segments, as PrusaSlicer
+/// subdivides the unit gyroid's slice until a segment deviates less than its tolerance from the
+/// curve, and the firmware slows at every bend. Timed over a few periods at speed `v`, sampled
+/// over the layer phases.
+fn gyroid_time_per_mm(ctx: &Ctx, s: f64, density: f64, v: f64, a: f64) -> f64 {
+    let adjusted = (GYROID_DENSITY_ADJUST * density).max(1e-3);
+    let mm_per_unit = s / adjusted;
+    let tolerance = (s / 2.0).min(0.2) / adjusted;
+    // The slice of sin x cos y + sin y cos z + sin z cos x = 0 at height z, as y(x).
+    let y_at = |x: f64, z: f64| -> f64 {
+        let (a1, b1, c1) = (x.sin(), z.cos(), z.sin() * x.cos());
+        let r = (a1 * a1 + b1 * b1).sqrt().max(1e-9);
+        b1.atan2(a1) + (-c1 / r).clamp(-1.0, 1.0).acos()
+    };
+    let (mut time, mut length) = (0.0, 0.0);
+    const PHASES: usize = 6;
+    for k in 0..PHASES {
+        let z = (k as f64 + 0.5) * PI / 2.0 / PHASES as f64;
+        // Adaptive subdivision over two periods, bounded in depth.
+        let mut xs = vec![0.0, PI, 2.0 * PI, 3.0 * PI, 4.0 * PI];
+        for _ in 0..8 {
+            let mut next = vec![xs[0]];
+            let mut split = false;
+            for w in xs.windows(2) {
+                let (x0, x1) = (w[0], w[1]);
+                let xm = 0.5 * (x0 + x1);
+                let ym = y_at(xm, z);
+                let chord_mid = 0.5 * (y_at(x0, z) + y_at(x1, z));
+                if (ym - chord_mid).abs() > tolerance {
+                    next.push(xm);
+                    split = true;
+                }
+                next.push(x1);
+            }
+            xs = next;
+            if !split {
+                break;
+            }
+        }
+        let pts: Vec<Pt> = xs
+            .iter()
+            .map(|&x| [x * mm_per_unit, y_at(x, z) * mm_per_unit])
+            .collect();
+        let len: f64 = pts
+            .windows(2)
+            .map(|w| ((w[1][0] - w[0][0]).powi(2) + (w[1][1] - w[0][1]).powi(2)).sqrt())
+            .sum();
+        time += polyline_time(&pts, false, v, a, ctx.cornering);
+        length += len;
+    }
+    if length > 0.0 {
+        (time / length).max(1.0 / v)
+    } else {
+        1.0 / v
     }
 }
 
