@@ -253,10 +253,10 @@ pub fn replay_gcode(gcode: &str, limits: &MachineLimits) -> RoleReport {
                 // Cruise: the feed rate capped by every axis' maximum.
                 let mut cruise = feed;
                 let inv = 1.0 / distance;
-                for a in 0..4 {
-                    let axis_speed = d[a].abs() * inv * cruise;
-                    if axis_speed > l.max_feedrate_mm_s[a] {
-                        cruise *= l.max_feedrate_mm_s[a] / axis_speed;
+                for (da, max) in d.iter().zip(l.max_feedrate_mm_s) {
+                    let axis_speed = da.abs() * inv * cruise;
+                    if axis_speed > max {
+                        cruise *= max / axis_speed;
                     }
                 }
                 let axis: [f64; 4] = std::array::from_fn(|a| d[a] * inv * cruise);
@@ -267,16 +267,16 @@ pub fn replay_gcode(gcode: &str, limits: &MachineLimits) -> RoleReport {
                 } else {
                     l.extruding_acceleration_mm_s2
                 };
-                for a in 0..4 {
-                    let frac = d[a].abs() * inv;
-                    if accel * frac > l.max_acceleration_mm_s2[a] {
-                        accel = l.max_acceleration_mm_s2[a] / frac;
+                for (da, max) in d.iter().zip(l.max_acceleration_mm_s2) {
+                    let frac = da.abs() * inv;
+                    if accel * frac > max {
+                        accel = max / frac;
                     }
                 }
                 let mut safe = cruise;
-                for a in 0..4 {
-                    if axis[a].abs() > l.max_jerk_mm_s[a] {
-                        safe = safe.min(l.max_jerk_mm_s[a]);
+                for (va, jerk) in axis.iter().zip(l.max_jerk_mm_s) {
+                    if va.abs() > jerk {
+                        safe = safe.min(jerk);
                     }
                 }
                 // Junction speed by per-axis jerk (Marlin 1.x).
