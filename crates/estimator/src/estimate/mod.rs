@@ -63,6 +63,12 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
     let geometry = layers::layer_geometry(&ctx, &sliced);
     let surfaces = skins::skin_surfaces(&ctx, &geometry);
 
+    // The skirt goes around the first layer that prints anything (a broken mesh may start with
+    // empty layers).
+    let first_printed = geometry
+        .iter()
+        .position(|g| !g.region.is_empty())
+        .unwrap_or(0);
     // Layers are independent until travel and cooling, which are cheap and sequential.
     let works: Vec<LayerWork> = (0..geometry.len())
         .into_par_iter()
@@ -76,7 +82,9 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
                 layer_height(p, i),
                 &mut work,
             );
-            plan::skirt(&ctx, &geometry[0], i, &mut work);
+            if i >= first_printed {
+                plan::skirt(&ctx, &geometry[first_printed], i - first_printed, &mut work);
+            }
             work
         })
         .collect();
