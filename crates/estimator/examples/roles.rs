@@ -11,8 +11,10 @@
 //! `prusaslicer.tsv`), `tests/data/prusaslicer_B_explicit.ini` and the built-in `prusaslicer-b`
 //! (`bigbed-400` and a 400 mm bed for models only the big-bed variant sliced). G-code is kept in
 //! the system's temporary directory under the config's and model's hash, so reruns only estimate.
-//! `--summary` prints one line per model instead of the per-role table. The printer's
-//! start and end G-code (PrusaSlicer's `Custom` role) is not estimated and shows as a gap.
+//! `--summary` prints one line per model instead of the per-role table. `--custom-from-config`
+//! sets the profile's `custom_gcode_time_s` by replaying the config's `start_gcode` and
+//! `end_gcode` with PrusaSlicer's macros crudely resolved (see [`custom_gcode`]), as a preset
+//! mapping would with them expanded.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -81,6 +83,40 @@ fn slice(config: &Path, stl: &Path, big_bed: bool) -> Result<String, Box<dyn Err
     Ok(std::fs::read_to_string(out)?)
 }
 
+/// The config's `start_gcode` and `end_gcode`, unescaped (`\\n` is a line break in a PrusaSlicer
+/// `.ini`). PrusaSlicer's macros are not evaluated: a line with a placeholder or a one-line
+/// condition is dropped, and of a multi-line `{if}...{else}...{endif}` only the `{else}` branch
+/// is kept (vendor bundles put the special cases first). A rough stand-in for the preset
+/// mapping, for comparisons only.
+fn custom_gcode(config: &Path) -> Result<String, Box<dyn Error>> {
+    let text = std::fs::read_to_string(config)?;
+    let mut out = String::new();
+    for line in text.lines() {
+        for key in ["start_gcode = ", "end_gcode = "] {
+            let Some(v) = line.strip_prefix(key) else {
+                continue;
+            };
+            let v = v.replace("\\n", "\n").replace("\\\"", "\"");
+            let mut keep = true;
+            for l in v.lines() {
+                let t = l.trim();
+                if t.starts_with("{if") && !t.contains("{endif}") {
+                    keep = false;
+                } else if t.starts_with("{else}")
+                    || t.starts_with("{elsif")
+                    || t.starts_with("{endif}")
+                {
+                    keep = true;
+                } else if keep && !t.contains('{') && !t.contains('[') {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn pct(ours: f64, theirs: f64) -> String {
     if theirs.abs() < 1e-9 {
         if ours.abs() < 1e-9 {
@@ -97,6 +133,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut config = data_dir().join("prusaslicer_B_explicit.ini");
     let mut profile_arg: Option<String> = None;
     let mut summary = false;
+    let mut custom_from_config = false;
     let mut models: Vec<(PathBuf, bool)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -104,6 +141,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--config" => config = args.next().ok_or("--config needs a file")?.into(),
             "--profile" => profile_arg = Some(args.next().ok_or("--profile needs a value")?),
             "--summary" => summary = true,
+            "--custom-from-config" => custom_from_config = true,
             _ => models.push((a.into(), false)),
         }
     }
@@ -129,6 +167,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             Some(p) => load(p)?,
             None => load(if *big { "bigbed-400" } else { "prusaslicer-b" })?,
         };
+        let mut profile = profile;
+        if custom_from_config {
+            let text = format!(";TYPE:Custom\n{}", custom_gcode(&config)?);
+            profile.custom_gcode_time_s =
+                replay_gcode(&text, &MachineLimits::from_profile(&profile)).total_time_s;
+        }
         let gcode = match slice(&config, stl, *big) {
             Ok(g) => g,
             Err(e) => {

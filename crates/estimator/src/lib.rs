@@ -88,12 +88,15 @@ pub struct RoleBreakdown {
     pub travel: FeatureEstimate,
     /// Retracting and priming again.
     pub retract: FeatureEstimate,
+    /// The printer's start and end G-code (the profile's `custom_gcode_time_s`).
+    #[serde(default)]
+    pub custom: FeatureEstimate,
 }
 
 impl RoleBreakdown {
     /// Each role with PrusaSlicer's `;TYPE:` name for it (travel and retraction: the names
     /// [`replay`] books them under).
-    pub fn named(&self) -> [(&'static str, FeatureEstimate); 12] {
+    pub fn named(&self) -> [(&'static str, FeatureEstimate); 13] {
         [
             ("External perimeter", self.external_perimeter),
             ("Perimeter", self.perimeter),
@@ -107,6 +110,7 @@ impl RoleBreakdown {
             ("Support material", self.support),
             (replay::TRAVEL, self.travel),
             (replay::RETRACT, self.retract),
+            ("Custom", self.custom),
         ]
     }
 }

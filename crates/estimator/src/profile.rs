@@ -164,6 +164,11 @@ pub struct Profile {
     /// Layers the skirt is printed on (PrusaSlicer `skirt_height`); 0 or 1: the first only.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub skirt_height_layers: u32,
+    /// Time of the printer's own start and end G-code (PrusaSlicer `start_gcode` / `end_gcode`:
+    /// purge lines, lifting and parking), e.g. [`crate::replay::replay_gcode`] of the expanded
+    /// text. PrusaSlicer counts it in its total but not its filament in "filament used".
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub custom_gcode_time_s: f64,
     /// More skirt loops are added until the first layer's skirt takes at least this much
     /// filament (PrusaSlicer `min_skirt_length`, mm of filament).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -319,9 +324,11 @@ impl Profile {
             z_acceleration_mm_s2: 0.0,
             skirt_loops: 1,
             skirt_distance_mm: 6.0,
-            // skirt_height = 1, min_skirt_length = 0.
+            // skirt_height = 1, min_skirt_length = 0; the reference's start and end G-code is not
+            // counted (it only homes and heats).
             skirt_height_layers: 1,
             min_skirt_length_mm: 0.0,
+            custom_gcode_time_s: 0.0,
             support_enabled: false,
             // support_material_threshold = 0 (auto) behaves close to 55 degrees overhang
             support_threshold_deg: 55.0,
@@ -470,7 +477,8 @@ impl Profile {
                 return Err(bad(field, format!("must be a finite number > 0, got {v}")));
             }
         }
-        let non_negative: [(&'static str, f64); 14] = [
+        let non_negative: [(&'static str, f64); 15] = [
+            ("custom_gcode_time_s", self.custom_gcode_time_s),
             ("retract_lift_mm", self.retract_lift_mm),
             ("z_acceleration_mm_s2", self.z_acceleration_mm_s2),
             (

@@ -50,6 +50,11 @@ pub(super) fn report(
             filament_mm: 0.0,
             path_mm: 0.0,
         },
+        custom: FeatureEstimate {
+            time_s: p.custom_gcode_time_s,
+            filament_mm: 0.0,
+            path_mm: 0.0,
+        },
     };
     let sum = |parts: &[FeatureEstimate]| FeatureEstimate {
         time_s: parts.iter().map(|x| x.time_s).sum(),
@@ -71,7 +76,8 @@ pub(super) fn report(
         ]),
         support: roles.support,
         skirt: roles.skirt,
-        travel: sum(&[roles.travel, roles.retract]),
+        // Start and end G-code is neither part nor skirt: booked with the moves around them.
+        travel: sum(&[roles.travel, roles.retract, roles.custom]),
     };
     let volume: f64 =
         totals.roles.iter().map(|a| a.volume_mm3).sum::<f64>() + totals.support.volume_mm3;
