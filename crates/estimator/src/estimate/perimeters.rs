@@ -298,4 +298,19 @@ mod tests {
         assert!(perimeters[0].external);
         assert!(infill.is_empty());
     }
+
+    #[test]
+    fn infill_strips_narrower_than_a_line_are_dropped() {
+        let p = profile();
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let thin =
+            geom::region_from_loops(&[vec![[0.0, 0.0], [20.0, 0.0], [20.0, 0.4], [0.0, 0.4]]]);
+        assert!(without_narrow_strips(&ctx, 1, thin).is_empty());
+        let wide = square(0.0, 0.0, 10.0);
+        let kept = without_narrow_strips(&ctx, 1, wide.clone());
+        assert!((geom::area(&kept) - geom::area(&wide)).abs() < 1e-9);
+    }
 }

@@ -632,4 +632,46 @@ mod tests {
         assert_eq!(volume_of(&above, Feature::Bridge), 0.0);
         assert!(volume_of(&above, Feature::Solid) > 0.0);
     }
+
+    #[test]
+    fn min_skirt_length_adds_loops_and_skirt_height_repeats_them() {
+        let mut p = profile();
+        p.min_skirt_length_mm = 20.0;
+        p.skirt_height_layers = 2;
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let g = &column(1)[0];
+        let skirt_of = |layer: usize| {
+            let mut w = LayerWork::default();
+            skirt(&ctx, g, layer, &mut w);
+            w.extrusions
+        };
+        let first = skirt_of(0);
+        let area = PI * (p.filament_diameter_mm / 2.0).powi(2);
+        let filament: f64 = first.iter().map(|e| e.volume_mm3).sum::<f64>() / area;
+        assert!(first.len() > 1 && filament >= 20.0, "{} loops", first.len());
+        // One loop fewer would not have been enough.
+        let last = first.last().expect("loops").volume_mm3 / area;
+        assert!(filament - last < 20.0);
+        // The second layer repeats the loops at the support speed; the third has none.
+        let second = skirt_of(1);
+        assert_eq!(second.len(), first.len());
+        assert!(second.iter().all(|e| e.speed_mm_s == p.support_speed_mm_s));
+        assert!(skirt_of(2).is_empty());
+    }
+
+    #[test]
+    fn gyroid_waves_print_slower_than_straight_lines() {
+        let p = profile();
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let s = spacing(p.infill_width_mm, p.layer_height_mm);
+        let v = p.infill_speed_mm_s;
+        let per_mm = gyroid_time_per_mm(&ctx, s, 0.15, v, p.print_acceleration_mm_s2);
+        assert!(per_mm > 1.0 / v && per_mm.is_finite(), "{per_mm}");
+    }
 }

@@ -218,4 +218,26 @@ mod chain_tests {
         assert_eq!(chains.len(), 2);
         assert!(chains.iter().all(|c| c.loops == p.perimeters));
     }
+
+    #[test]
+    fn a_lifted_retraction_adds_the_z_moves() {
+        let mut p = profile();
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let mut flat = LayerWork::default();
+        travel_move(&ctx, 10.0, &mut flat);
+        p.retract_lift_mm = 0.4;
+        p.z_acceleration_mm_s2 = 200.0;
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let mut lifted = LayerWork::default();
+        travel_move(&ctx, 10.0, &mut lifted);
+        // Up and down, each a triangle profile at the Z acceleration.
+        let z = 2.0 * 2.0 * (0.4f64 / 200.0).sqrt();
+        assert!((lifted.travel_time_s - flat.travel_time_s - z).abs() < 1e-9);
+    }
 }
