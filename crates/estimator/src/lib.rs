@@ -31,6 +31,7 @@ mod estimate;
 mod geom;
 mod motion;
 mod profile;
+pub mod replay;
 mod slice;
 
 pub use estimate::{LayerOutline, estimate, slice_outlines};
@@ -66,6 +67,54 @@ pub struct Breakdown {
     pub travel: FeatureEstimate,
 }
 
+/// The estimate split by PrusaSlicer's extrusion roles (its G-code's `;TYPE:` comments), so it can be
+/// compared with a sliced file feature by feature.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct RoleBreakdown {
+    pub external_perimeter: FeatureEstimate,
+    pub perimeter: FeatureEstimate,
+    /// Perimeter stretches over nothing, printed like bridges.
+    pub overhang_perimeter: FeatureEstimate,
+    /// Sparse infill.
+    pub internal_infill: FeatureEstimate,
+    pub solid_infill: FeatureEstimate,
+    pub top_solid_infill: FeatureEstimate,
+    pub bridge_infill: FeatureEstimate,
+    /// Gaps between perimeters too narrow for another loop, and thin walls.
+    pub gap_fill: FeatureEstimate,
+    pub skirt: FeatureEstimate,
+    pub support: FeatureEstimate,
+    /// Non-extruding moves, including layer changes (retraction time is in `retract`).
+    pub travel: FeatureEstimate,
+    /// Retracting and priming again.
+    pub retract: FeatureEstimate,
+    /// The printer's start and end G-code (the profile's `custom_gcode_time_s`).
+    #[serde(default)]
+    pub custom: FeatureEstimate,
+}
+
+impl RoleBreakdown {
+    /// Each role with PrusaSlicer's `;TYPE:` name for it (travel and retraction: the names
+    /// [`replay`] books them under).
+    pub fn named(&self) -> [(&'static str, FeatureEstimate); 13] {
+        [
+            ("External perimeter", self.external_perimeter),
+            ("Perimeter", self.perimeter),
+            ("Overhang perimeter", self.overhang_perimeter),
+            ("Internal infill", self.internal_infill),
+            ("Solid infill", self.solid_infill),
+            ("Top solid infill", self.top_solid_infill),
+            ("Bridge infill", self.bridge_infill),
+            ("Gap fill", self.gap_fill),
+            ("Skirt/Brim", self.skirt),
+            ("Support material", self.support),
+            (replay::TRAVEL, self.travel),
+            (replay::RETRACT, self.retract),
+            ("Custom", self.custom),
+        ]
+    }
+}
+
 /// The estimate for one mesh on one profile.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Estimate {
@@ -78,6 +127,9 @@ pub struct Estimate {
     /// Model extent (x, y, z) after dropping it onto the bed.
     pub extent_mm: [f64; 3],
     pub breakdown: Breakdown,
+    /// The same figures split by PrusaSlicer's extrusion roles.
+    #[serde(default)]
+    pub roles: RoleBreakdown,
     pub travel_moves: u32,
     pub retractions: u32,
     /// Time added by the minimum-layer-time rule, and on how many layers it applied.

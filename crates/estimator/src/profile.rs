@@ -38,6 +38,16 @@ impl InfillPattern {
     }
 }
 
+/// Which of PrusaSlicer's per-feature accelerations an extrusion takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccelRole {
+    Perimeter,
+    Bridge,
+    Infill,
+    /// Skirt, support, gap fill: the default (print) acceleration.
+    Other,
+}
+
 /// How the firmware limits speed at a corner between two moves.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
@@ -68,6 +78,21 @@ pub struct Profile {
     pub travel_acceleration_mm_s2: f64,
     /// Acceleration of extruder-only (retract / deretract) moves.
     pub retract_acceleration_mm_s2: f64,
+    /// Acceleration of perimeters (PrusaSlicer `perimeter_acceleration`); 0 uses
+    /// `print_acceleration_mm_s2`. Like it, already within the machine's extruding limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub perimeter_acceleration_mm_s2: f64,
+    /// Acceleration of sparse, solid and top infill (`infill_acceleration`); 0: the print
+    /// acceleration.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub infill_acceleration_mm_s2: f64,
+    /// Acceleration of bridges (`bridge_acceleration`); 0: the print acceleration.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bridge_acceleration_mm_s2: f64,
+    /// Acceleration of everything extruded on the first layer (`first_layer_acceleration`); 0:
+    /// the feature's own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_layer_acceleration_mm_s2: f64,
     pub cornering: Cornering,
 
     // Layers and walls.
@@ -124,10 +149,30 @@ pub struct Profile {
     pub deretract_speed_mm_s: f64,
     /// Travels shorter than this do not retract.
     pub retract_min_travel_mm: f64,
+    /// The nozzle lifts this much at each retraction and lowers again before printing
+    /// (PrusaSlicer `retract_lift`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retract_lift_mm: f64,
+    /// Acceleration of Z moves (`machine_max_acceleration_z`); 0: Z moves take their length over
+    /// `z_speed_mm_s`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub z_acceleration_mm_s2: f64,
 
     // Skirt.
     pub skirt_loops: u32,
     pub skirt_distance_mm: f64,
+    /// Layers the skirt is printed on (PrusaSlicer `skirt_height`); 0 or 1: the first only.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub skirt_height_layers: u32,
+    /// Time of the printer's own start and end G-code (PrusaSlicer `start_gcode` / `end_gcode`:
+    /// purge lines, lifting and parking), e.g. [`crate::replay::replay_gcode`] of the expanded
+    /// text. PrusaSlicer counts it in its total but not its filament in "filament used".
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub custom_gcode_time_s: f64,
+    /// More skirt loops are added until the first layer's skirt takes at least this much
+    /// filament (PrusaSlicer `min_skirt_length`, mm of filament).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_skirt_length_mm: f64,
 
     // Support.
     pub support_enabled: bool,
@@ -135,6 +180,20 @@ pub struct Profile {
     pub support_threshold_deg: f64,
     /// Distance between support lines.
     pub support_spacing_mm: f64,
+}
+
+/// Optional fields left at 0 stay out of the serialized profile, so adding them changed no
+/// existing profile's content hash.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Names accepted by [`Profile::builtin`].
@@ -213,6 +272,11 @@ impl Profile {
             print_acceleration_mm_s2: 1500.0,
             travel_acceleration_mm_s2: 1500.0,
             retract_acceleration_mm_s2: 1500.0,
+            // perimeter/infill/bridge/first_layer_acceleration = 0: all at the print acceleration.
+            perimeter_acceleration_mm_s2: 0.0,
+            infill_acceleration_mm_s2: 0.0,
+            bridge_acceleration_mm_s2: 0.0,
+            first_layer_acceleration_mm_s2: 0.0,
             cornering: Cornering::Jerk { jerk_xy_mm_s: 10.0 },
             layer_height_mm: 0.2,
             first_layer_height_mm: first_layer_height,
@@ -255,8 +319,16 @@ impl Profile {
             // deretract_speed = 0 means "same as retract_speed"
             deretract_speed_mm_s: 40.0,
             retract_min_travel_mm: 2.0,
+            // retract_lift = 0; Z moves are timed at the Z speed (no Z acceleration).
+            retract_lift_mm: 0.0,
+            z_acceleration_mm_s2: 0.0,
             skirt_loops: 1,
             skirt_distance_mm: 6.0,
+            // skirt_height = 1, min_skirt_length = 0; the reference's start and end G-code is not
+            // counted (it only homes and heats).
+            skirt_height_layers: 1,
+            min_skirt_length_mm: 0.0,
+            custom_gcode_time_s: 0.0,
             support_enabled: false,
             // support_material_threshold = 0 (auto) behaves close to 55 degrees overhang
             support_threshold_deg: 55.0,
@@ -282,6 +354,36 @@ impl Profile {
     pub fn content_hash(&self) -> String {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(Sha256::digest(&canonical))
+    }
+
+    /// Acceleration of one extrusion role as PrusaSlicer picks it: the first layer's if set, then
+    /// the perimeters', the bridges' (overhang perimeters are perimeters first), the infill's,
+    /// else the print acceleration.
+    pub(crate) fn acceleration_for(&self, role: AccelRole, first_layer: bool) -> f64 {
+        let set = |v: f64| (v > 0.0).then_some(v);
+        let own = match role {
+            AccelRole::Perimeter => set(self.perimeter_acceleration_mm_s2),
+            AccelRole::Bridge => {
+                set(self.bridge_acceleration_mm_s2).or(set(self.infill_acceleration_mm_s2))
+            }
+            AccelRole::Infill => set(self.infill_acceleration_mm_s2),
+            AccelRole::Other => None,
+        };
+        let first = if first_layer {
+            set(self.first_layer_acceleration_mm_s2)
+        } else {
+            None
+        };
+        first.or(own).unwrap_or(self.print_acceleration_mm_s2)
+    }
+
+    /// Time of a Z move of `dz` from and to a stop.
+    pub(crate) fn z_move_time(&self, dz: f64) -> f64 {
+        if self.z_acceleration_mm_s2 > 0.0 {
+            crate::motion::move_time(dz, 0.0, self.z_speed_mm_s, 0.0, self.z_acceleration_mm_s2)
+        } else {
+            dz / self.z_speed_mm_s
+        }
     }
 
     /// The same profile with every XY feed rate capped at the machine's `max_speed_xy_mm_s`, as the
@@ -375,7 +477,20 @@ impl Profile {
                 return Err(bad(field, format!("must be a finite number > 0, got {v}")));
             }
         }
-        let non_negative: [(&'static str, f64); 7] = [
+        let non_negative: [(&'static str, f64); 15] = [
+            ("custom_gcode_time_s", self.custom_gcode_time_s),
+            ("retract_lift_mm", self.retract_lift_mm),
+            ("z_acceleration_mm_s2", self.z_acceleration_mm_s2),
+            (
+                "perimeter_acceleration_mm_s2",
+                self.perimeter_acceleration_mm_s2,
+            ),
+            ("infill_acceleration_mm_s2", self.infill_acceleration_mm_s2),
+            ("bridge_acceleration_mm_s2", self.bridge_acceleration_mm_s2),
+            (
+                "first_layer_acceleration_mm_s2",
+                self.first_layer_acceleration_mm_s2,
+            ),
             (
                 "solid_infill_below_area_mm2",
                 self.solid_infill_below_area_mm2,
@@ -389,6 +504,7 @@ impl Profile {
             ("retract_length_mm", self.retract_length_mm),
             ("retract_min_travel_mm", self.retract_min_travel_mm),
             ("skirt_distance_mm", self.skirt_distance_mm),
+            ("min_skirt_length_mm", self.min_skirt_length_mm),
         ];
         for (field, v) in non_negative {
             if !v.is_finite() || v < 0.0 {
@@ -466,6 +582,7 @@ impl Profile {
             ("top_solid_layers", self.top_solid_layers),
             ("bottom_solid_layers", self.bottom_solid_layers),
             ("skirt_loops", self.skirt_loops),
+            ("skirt_height_layers", self.skirt_height_layers),
         ] {
             if n > MAX_SOLID_OR_SKIRT {
                 return Err(bad(field, format!("at most {MAX_SOLID_OR_SKIRT}, got {n}")));

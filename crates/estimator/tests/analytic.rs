@@ -198,14 +198,15 @@ fn minimum_layer_time_slows_small_layers() {
     let e_slow = estimate(&small, &slow).unwrap();
     assert_eq!(e_slow.layers, 10);
     assert!(e_fast.print_time_s < 10.0 * 20.0);
-    // Each layer is stretched to the minimum layer time (travel included).
+    // Each layer is stretched to the minimum layer time (travel included), counted as PrusaSlicer
+    // counts it: length over feed rate, so acceleration makes the real layer a little longer.
     assert!(
         e_slow.print_time_s >= 10.0 * 20.0 - 1e-6,
         "{}",
         e_slow.print_time_s
     );
     assert!(
-        e_slow.print_time_s < 10.0 * 20.0 + 1.0,
+        e_slow.print_time_s < 10.0 * 20.0 * 1.03,
         "{}",
         e_slow.print_time_s
     );

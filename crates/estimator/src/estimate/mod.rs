@@ -18,7 +18,6 @@ mod work;
 
 use rayon::prelude::*;
 
-use crate::geom::Pt;
 use crate::profile::{Cornering, Profile};
 use crate::{Estimate, EstimateError};
 use prepare::Prepared;
@@ -64,6 +63,12 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
     let geometry = layers::layer_geometry(&ctx, &sliced);
     let surfaces = skins::skin_surfaces(&ctx, &geometry);
 
+    // The skirt goes around the first layer that prints anything (a broken mesh may start with
+    // empty layers).
+    let first_printed = geometry
+        .iter()
+        .position(|g| !g.region.is_empty())
+        .unwrap_or(0);
     // Layers are independent until travel and cooling, which are cheap and sequential.
     let works: Vec<LayerWork> = (0..geometry.len())
         .into_par_iter()
@@ -77,20 +82,20 @@ pub fn estimate(triangles: &[[[f32; 3]; 3]], profile: &Profile) -> Result<Estima
                 layer_height(p, i),
                 &mut work,
             );
-            if i == 0 {
-                plan::skirt(&ctx, &geometry[0], &mut work);
+            if i >= first_printed {
+                plan::skirt(&ctx, &geometry[first_printed], i - first_printed, &mut work);
             }
             work
         })
         .collect();
     let mut totals = Totals::default();
-    let mut position: Pt = [0.0, 0.0];
+    let mut position = travel::Spot::default();
     for (i, (g, work)) in geometry.iter().zip(works).enumerate() {
         let h = layer_height(p, i);
         travel::travel_for_layer(&ctx, g, &work, &mut position, &mut totals);
         cooling::finish_layer(&ctx, work, h, &mut totals);
         // Layer change: a z move at the z speed.
-        totals.travel_time_s += h / p.z_speed_mm_s;
+        totals.travel_time_s += p.z_move_time(h);
     }
 
     // Support, when enabled: columns under overhangs flatter than the threshold.

@@ -46,6 +46,43 @@ pub(super) fn perimeters_and_infill(
     i: usize,
     region: &Shapes,
 ) -> (Vec<Perimeter>, Shapes) {
+    let (perimeters, infill) = loops_and_infill(ctx, i, region);
+    (perimeters, without_narrow_strips(ctx, i, infill))
+}
+
+/// PrusaSlicer keeps only the infill area that survives an opening by most of a solid infill
+/// line (`PerimeterGenerator`: shrink and grow back by 0.8 x the solid spacing, before the
+/// overlap is added): strips between walls too narrow for a line get none. Only pieces narrow
+/// enough to lose something are offset.
+fn without_narrow_strips(ctx: &Ctx, i: usize, infill: Shapes) -> Shapes {
+    let p = ctx.p;
+    let (h, w) = if i == 0 {
+        (p.first_layer_height_mm, p.first_layer_width_mm)
+    } else {
+        (p.layer_height_mm, p.solid_infill_width_mm)
+    };
+    let overlap = p.infill_overlap_pct / 100.0 * p.perimeter_width_mm;
+    let r = 0.4 * spacing(w, h) + overlap;
+    let mut out: Shapes = Vec::with_capacity(infill.len());
+    for s in infill {
+        let boundary: f64 = s.iter().map(|c| geom::contour_length(c)).sum();
+        let mean_width = if boundary > 0.0 {
+            2.0 * geom::shape_area(&s) / boundary
+        } else {
+            0.0
+        };
+        if mean_width >= 4.0 * r {
+            out.push(s);
+        } else {
+            let opened = geom::offset(&geom::offset(&vec![s], -r), r);
+            out.extend(opened);
+        }
+    }
+    out
+}
+
+/// Perimeter loops and infill area (before dropping narrow strips) of one layer's region.
+fn loops_and_infill(ctx: &Ctx, i: usize, region: &Shapes) -> (Vec<Perimeter>, Shapes) {
     let p = ctx.p;
     let (h, we, wp) = if i == 0 {
         (
@@ -260,5 +297,20 @@ mod tests {
         assert_eq!(perimeters.len(), 1);
         assert!(perimeters[0].external);
         assert!(infill.is_empty());
+    }
+
+    #[test]
+    fn infill_strips_narrower_than_a_line_are_dropped() {
+        let p = profile();
+        let ctx = Ctx {
+            p: &p,
+            cornering: p.cornering,
+        };
+        let thin =
+            geom::region_from_loops(&[vec![[0.0, 0.0], [20.0, 0.0], [20.0, 0.4], [0.0, 0.4]]]);
+        assert!(without_narrow_strips(&ctx, 1, thin).is_empty());
+        let wide = square(0.0, 0.0, 10.0);
+        let kept = without_narrow_strips(&ctx, 1, wide.clone());
+        assert!((geom::area(&kept) - geom::area(&wide)).abs() < 1e-9);
     }
 }

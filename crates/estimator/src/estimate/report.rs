@@ -3,9 +3,9 @@
 
 use std::f64::consts::PI;
 
-use super::work::{Acc, Totals};
+use super::work::{Acc, Feature, Totals};
 use crate::profile::Profile;
-use crate::{Breakdown, Estimate, EstimateError, FeatureEstimate};
+use crate::{Breakdown, Estimate, EstimateError, FeatureEstimate, RoleBreakdown};
 
 /// What the estimate reports besides the totals.
 pub(super) struct Facts {
@@ -28,32 +28,61 @@ pub(super) fn report(
         filament_mm: f(acc.volume_mm3),
         path_mm: acc.path_mm,
     };
-    let breakdown = Breakdown {
-        perimeters: mk(&totals.perimeters),
-        infill: mk(&totals.infill),
-        solid: mk(&totals.solid),
+    let role = |f: Feature| mk(&totals.role(f));
+    let roles = RoleBreakdown {
+        external_perimeter: role(Feature::ExternalPerimeter),
+        perimeter: role(Feature::Perimeter),
+        overhang_perimeter: role(Feature::OverhangPerimeter),
+        internal_infill: role(Feature::Infill),
+        solid_infill: role(Feature::Solid),
+        top_solid_infill: role(Feature::TopSolid),
+        bridge_infill: role(Feature::Bridge),
+        gap_fill: role(Feature::GapFill),
+        skirt: role(Feature::Skirt),
         support: mk(&totals.support),
-        skirt: mk(&totals.skirt),
         travel: FeatureEstimate {
             time_s: totals.travel_time_s,
             filament_mm: 0.0,
             path_mm: totals.travel_path_mm,
         },
+        retract: FeatureEstimate {
+            time_s: totals.retract_time_s,
+            filament_mm: 0.0,
+            path_mm: 0.0,
+        },
+        custom: FeatureEstimate {
+            time_s: p.custom_gcode_time_s,
+            filament_mm: 0.0,
+            path_mm: 0.0,
+        },
     };
-    let volume: f64 = [
-        &totals.perimeters,
-        &totals.infill,
-        &totals.solid,
-        &totals.support,
-        &totals.skirt,
-    ]
-    .iter()
-    .map(|a| a.volume_mm3)
-    .sum();
-    let model_volume: f64 = [&totals.perimeters, &totals.infill, &totals.solid]
-        .iter()
-        .map(|a| a.volume_mm3)
-        .sum();
+    let sum = |parts: &[FeatureEstimate]| FeatureEstimate {
+        time_s: parts.iter().map(|x| x.time_s).sum(),
+        filament_mm: parts.iter().map(|x| x.filament_mm).sum(),
+        path_mm: parts.iter().map(|x| x.path_mm).sum(),
+    };
+    let breakdown = Breakdown {
+        perimeters: sum(&[
+            roles.external_perimeter,
+            roles.perimeter,
+            roles.overhang_perimeter,
+            roles.gap_fill,
+        ]),
+        infill: roles.internal_infill,
+        solid: sum(&[
+            roles.solid_infill,
+            roles.top_solid_infill,
+            roles.bridge_infill,
+        ]),
+        support: roles.support,
+        skirt: roles.skirt,
+        // Start and end G-code is neither part nor skirt: booked with the moves around them.
+        travel: sum(&[roles.travel, roles.retract, roles.custom]),
+    };
+    let volume: f64 =
+        totals.roles.iter().map(|a| a.volume_mm3).sum::<f64>() + totals.support.volume_mm3;
+    let model_volume: f64 = totals.roles.iter().map(|a| a.volume_mm3).sum::<f64>()
+        - totals.role(Feature::Skirt).volume_mm3;
     if model_volume <= 0.0 {
         return Err(EstimateError::NothingToPrint {
             reason: format!(
@@ -62,16 +91,7 @@ pub(super) fn report(
             ),
         });
     }
-    let print_time_s = [
-        breakdown.perimeters.time_s,
-        breakdown.infill.time_s,
-        breakdown.solid.time_s,
-        breakdown.support.time_s,
-        breakdown.skirt.time_s,
-        breakdown.travel.time_s,
-    ]
-    .iter()
-    .sum();
+    let print_time_s = roles.named().iter().map(|(_, r)| r.time_s).sum();
     Ok(Estimate {
         profile_name: p.name.clone(),
         print_time_s,
@@ -81,6 +101,7 @@ pub(super) fn report(
         layers: facts.layers as u32,
         extent_mm: facts.extent,
         breakdown,
+        roles,
         travel_moves: totals.travel_moves,
         retractions: totals.retractions,
         cooling_slowdown_s: totals.cooling_slowdown_s,

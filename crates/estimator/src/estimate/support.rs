@@ -7,7 +7,7 @@ use super::flow::{bead_area, spacing};
 use super::plan::hatch_time;
 use super::travel::travel_move;
 use super::work::{LayerWork, Totals};
-use crate::profile::Profile;
+use crate::profile::{AccelRole, Profile};
 use crate::slice;
 
 /// Down-facing surface that needs support and the volume of the columns under it (down to the bed).
@@ -69,7 +69,14 @@ pub(super) fn support(ctx: &Ctx, o: &Overhang, totals: &mut Totals) {
     let acc = &mut totals.support;
     acc.path_mm += path;
     acc.volume_mm3 += path * bead_area(w, h);
-    acc.time_s += hatch_time(ctx, path, chord, pitch, p.support_speed_mm_s);
+    acc.time_s += hatch_time(
+        ctx,
+        path,
+        chord,
+        pitch,
+        p.support_speed_mm_s,
+        p.acceleration_for(AccelRole::Other, false),
+    );
     let mut work = LayerWork::default();
     for _ in 0..(support_layers as u64).min(crate::MAX_LAYERS as u64) {
         travel_move(ctx, o.area_mm2.sqrt().max(pitch), &mut work);

@@ -2,13 +2,23 @@
 //! ([`LayerWork`]), and the running per-feature totals the travel, cooling and support stages add
 //! to ([`Totals`]).
 
-/// The extruding feature kinds a layer plans (support and travel are booked separately).
+/// The extruding feature kinds a layer plans, one per PrusaSlicer extrusion role (support and
+/// travel are booked separately).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Feature {
-    Perimeters,
+    ExternalPerimeter,
+    Perimeter,
+    OverhangPerimeter,
     Infill,
     Solid,
+    TopSolid,
+    Bridge,
+    GapFill,
     Skirt,
+}
+
+impl Feature {
+    pub(super) const COUNT: usize = 9;
 }
 
 /// One group of extrusion on a layer: its path, material and planned time at nominal speed.
@@ -35,6 +45,8 @@ pub(super) struct LayerWork {
     pub(super) travel_moves: u32,
     pub(super) travel_path_mm: f64,
     pub(super) retractions: u32,
+    /// Time spent retracting and priming (not in `travel_time_s`).
+    pub(super) retract_time_s: f64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -46,29 +58,29 @@ pub(super) struct Acc {
 
 #[derive(Default)]
 pub(super) struct Totals {
-    pub(super) perimeters: Acc,
-    pub(super) infill: Acc,
-    pub(super) solid: Acc,
+    /// Per extruding role, indexed by `Feature as usize`.
+    pub(super) roles: [Acc; Feature::COUNT],
     pub(super) support: Acc,
-    pub(super) skirt: Acc,
     pub(super) travel_time_s: f64,
     pub(super) travel_path_mm: f64,
     pub(super) travel_moves: u32,
     pub(super) retractions: u32,
+    pub(super) retract_time_s: f64,
     pub(super) cooling_slowdown_s: f64,
     pub(super) slowed_layers: u32,
-    /// Travel time of the layer being finished (part of its layer time for the cooling rule).
+    /// Travel time of the layer being finished as the cooling rule counts it (length over feed
+    /// rate, retractions included).
     pub(super) layer_travel_s: f64,
 }
 
 impl Totals {
     pub(super) fn acc(&mut self, f: Feature) -> &mut Acc {
-        match f {
-            Feature::Perimeters => &mut self.perimeters,
-            Feature::Infill => &mut self.infill,
-            Feature::Solid => &mut self.solid,
-            Feature::Skirt => &mut self.skirt,
-        }
+        &mut self.roles[f as usize]
+    }
+
+    /// The accumulated figures of one role.
+    pub(super) fn role(&self, f: Feature) -> Acc {
+        self.roles[f as usize]
     }
 
     /// Books the travel that `work` collected.
@@ -77,5 +89,6 @@ impl Totals {
         self.travel_path_mm += work.travel_path_mm;
         self.travel_moves += work.travel_moves;
         self.retractions += work.retractions;
+        self.retract_time_s += work.retract_time_s;
     }
 }
