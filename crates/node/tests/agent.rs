@@ -145,6 +145,7 @@ fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
         baud: 250_000,
         profile: "prusaslicer-b".into(),
         slicer_config: None,
+        slicer_profile: None,
         technology: Technology::Fdm,
         build_volume_mm: [200.0, 200.0, 200.0],
         nozzle_mm: 0.4,
