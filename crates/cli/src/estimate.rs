@@ -2,6 +2,7 @@
 //! presets) and `fab designs estimate` / `fab profiles` (on the router, or `--installed`
 //! presets offline): time, filament and layers per printer profile.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -92,6 +93,8 @@ pub fn installed(args: &ProfilesArgs, json_out: bool) -> anyhow::Result<()> {
     let lib = Library::installed()?;
     let filter = args.filter.as_deref().unwrap_or("").to_lowercase();
     let mut n = 0;
+    // A long list is often piped into `head`: a closed pipe ends the listing quietly.
+    let mut out = std::io::stdout().lock();
     for kind in Kind::ALL {
         if args.kind.as_deref().is_some_and(|k| k != kind.word()) {
             continue;
@@ -101,13 +104,14 @@ pub fn installed(args: &ProfilesArgs, json_out: bool) -> anyhow::Result<()> {
                 continue;
             }
             n += 1;
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"kind": kind.word(), "name": p.name, "vendor": p.vendor, "file": p.file, "line": p.line})
-                );
+            let line = if json_out {
+                json!({"kind": kind.word(), "name": p.name, "vendor": p.vendor, "file": p.file, "line": p.line})
+                    .to_string()
             } else {
-                println!("{:<8} {}  ({})", kind.word(), p.name, p.vendor);
+                format!("{:<8} {}  ({})", kind.word(), p.name, p.vendor)
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(());
             }
         }
     }
