@@ -38,8 +38,6 @@ pub struct Profiles {
     by_name: std::sync::RwLock<HashMap<String, Arc<Profile>>>,
     /// Node-declared profiles by name: the presets they came from.
     declared: std::sync::RwLock<HashMap<String, Presets>>,
-    /// How many declared configs were read and mapped (a repeated one is not).
-    mapped: std::sync::atomic::AtomicU64,
 }
 
 impl Profiles {
@@ -66,7 +64,6 @@ impl Profiles {
         Ok(Profiles {
             by_name: std::sync::RwLock::new(by_name),
             declared: Default::default(),
-            mapped: Default::default(),
         })
     }
 
@@ -99,11 +96,6 @@ impl Profiles {
             .cloned()
     }
 
-    /// How many distinct declared configs were mapped so far.
-    pub fn mapped_count(&self) -> u64 {
-        self.mapped.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// The profile name for a printer's PrusaSlicer config: `prusaslicer-` and the first 12
     /// hex digits of the text's SHA-256. A config seen before is not read again, so its
     /// profile, and every estimate cached for it, stays the same. The error says which
@@ -125,8 +117,6 @@ impl Profiles {
                 "the router already holds {MAX_DECLARED_PROFILES} distinct PrusaSlicer configs; reuse one or ask its operator to restart it"
             ));
         }
-        self.mapped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         by_name.insert(name.clone(), Arc::new(mapped.profile));
         declared.insert(
             name.clone(),
