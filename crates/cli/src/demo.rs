@@ -215,6 +215,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             baud: 250_000,
             profile: "prusaslicer-b".into(),
             slicer_config: None,
+            slicer_profile: None,
             technology: Technology::Fdm,
             build_volume_mm: p.bed_mm,
             nozzle_mm: 0.4,

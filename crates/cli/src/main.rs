@@ -54,9 +54,12 @@ enum Command {
         /// A built-in profile (e.g. prusaslicer-b) or a profile TOML file.
         #[arg(long, default_value = "prusaslicer-b")]
         profile: String,
+        #[command(flatten)]
+        presets: estimate::PresetArgs,
     },
-    /// Printer profiles the router knows.
-    Profiles,
+    /// Printer profiles the router knows; with --installed, the PrusaSlicer presets installed
+    /// on this machine (no server needed).
+    Profiles(estimate::ProfilesArgs),
     /// Upload an STL file (or pre-sliced .gcode) and print its report.
     Upload { file: PathBuf },
     /// Your designs on the router.
@@ -176,8 +179,19 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Command::Check { file } = &cli.command {
         return check(file, json);
     }
-    if let Command::Estimate { file, profile } = &cli.command {
-        estimate::offline(file, profile, json)?;
+    if let Command::Estimate {
+        file,
+        profile,
+        presets,
+    } = &cli.command
+    {
+        estimate::offline(file, profile, presets, json)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    if let Command::Profiles(args) = &cli.command
+        && args.installed
+    {
+        estimate::installed(args, json)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     if let Command::Demo(args) = cli.command {
@@ -189,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Check { .. } | Command::Estimate { .. } | Command::Demo(_) => {
             unreachable!("handled above")
         }
-        Command::Profiles => estimate::profiles(&client, json).await?,
+        Command::Profiles(args) => estimate::profiles(&client, &args, json).await?,
         Command::Upload { file } => upload(&client, &file, json).await?,
         Command::Designs { action } => designs(&client, action, json).await?,
         Command::Admin { action } => admin(&client, action, json).await?,

@@ -67,6 +67,7 @@ pub fn printer_spec(p: &PrinterConfig) -> pb::PrinterSpec {
         }),
         makerspace: p.makerspace.clone(),
         firmware_flavor: p.firmware_flavor.clone(),
+        slicer_config: crate::presets::slicer_config_pb(p.slicer_profile.as_ref()),
     }
 }
 
@@ -260,7 +261,7 @@ impl Core {
 /// and prints what it is assigned. Returns an error only for start-up problems (state
 /// directory, router address); a missing router or printer is waited for.
 pub async fn run_agent(
-    config: NodeConfig,
+    mut config: NodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let state = &config.state_dir;
@@ -277,6 +278,12 @@ pub async fn run_agent(
     {
         std::fs::write(&default_slicer_config, DEFAULT_CONFIG)
             .with_context(|| format!("writing {}", default_slicer_config.display()))?;
+    }
+    // Printers with presets slice with the config resolved from them.
+    for p in &mut config.printers {
+        if let Some(s) = &p.slicer_profile {
+            p.slicer_config = Some(crate::presets::write_resolved(&profiles, s)?);
+        }
     }
     let channel = session::router_channel(&config.router)
         .with_context(|| format!("router address {:?}", config.router))?;

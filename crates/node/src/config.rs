@@ -106,7 +106,11 @@ pub struct PrinterConfig {
     /// Profile name the router routes by, e.g. "prusaslicer-b".
     pub profile: String,
     /// PrusaSlicer config for this printer; `None` uses the built-in `prusaslicer-b` config.
+    /// For a printer with `presets`, the agent points it at the resolved config it writes.
     pub slicer_config: Option<PathBuf>,
+    /// The resolved PrusaSlicer config of the printer's `presets` or own `slicer_config`,
+    /// reported to the router so it estimates with the same settings.
+    pub slicer_profile: Option<crate::presets::SlicerProfile>,
     /// Technology.
     pub technology: Technology,
     /// Build volume x, y, z in mm.
@@ -176,6 +180,7 @@ struct RawPrinter {
     baud: Spanned<u32>,
     profile: Spanned<String>,
     slicer_config: Option<Spanned<PathBuf>>,
+    presets: Option<Spanned<crate::presets::RawPresets>>,
     technology: Technology,
     build_volume_mm: Spanned<[f64; 3]>,
     nozzle_mm: Spanned<f64>,
@@ -374,8 +379,10 @@ impl NodeConfig {
             ));
         }
         let mut printers: Vec<PrinterConfig> = Vec::new();
+        // PrusaSlicer's vendor bundles, read once if a printer names presets.
+        let mut vendors = None;
         for p in &raw.printer {
-            let printer = Self::printer(&src, p.get_ref(), base)?;
+            let printer = Self::printer(&src, p.get_ref(), base, &mut vendors)?;
             if printers.iter().any(|q| q.id == printer.id) {
                 return Err(src.err(
                     p.get_ref().id.span(),
@@ -404,7 +411,12 @@ impl NodeConfig {
         })
     }
 
-    fn printer(src: &Source, p: &RawPrinter, base: &Path) -> Result<PrinterConfig, ConfigError> {
+    fn printer(
+        src: &Source,
+        p: &RawPrinter,
+        base: &Path,
+        vendors: &mut Option<fabrouter_profiles::Library>,
+    ) -> Result<PrinterConfig, ConfigError> {
         src.check(
             &p.id,
             |s| is_id(s),
@@ -460,6 +472,20 @@ impl NodeConfig {
                 Some(path)
             }
         };
+        let slicer_profile = crate::presets::resolve(
+            p.presets.as_ref().map(Spanned::get_ref),
+            slicer_config.as_deref(),
+            vendors,
+        )
+        .map_err(|reason| {
+            let span = p
+                .presets
+                .as_ref()
+                .map(Spanned::span)
+                .or_else(|| p.slicer_config.as_ref().map(Spanned::span))
+                .unwrap_or_default();
+            src.err(span, reason)
+        })?;
         let max_hotend_c = src.celsius(
             p.max_hotend_c.as_ref(),
             DEFAULT_MAX_HOTEND_C,
@@ -487,6 +513,7 @@ impl NodeConfig {
             baud: *p.baud.get_ref(),
             profile: p.profile.get_ref().clone(),
             slicer_config,
+            slicer_profile,
             technology: p.technology,
             build_volume_mm: *p.build_volume_mm.get_ref(),
             nozzle_mm: *p.nozzle_mm.get_ref(),

@@ -7,6 +7,8 @@
 //! - [`printer`]: a printer's task — serial link, queue, download, slice, stream, report.
 //! - [`options`]: [`options::slicer_options`], the PrusaSlicer options of one job on one
 //!   printer (bed, height, flavour, temperatures, rotation), a pure function.
+//! - [`presets`]: a printer's PrusaSlicer presets (vendor names or its own `.ini`),
+//!   resolved into the config it slices with and reports to the router.
 //! - [`config`]: the TOML file ([`NodeConfig::from_toml_file`]), validated once with line
 //!   numbers in every error.
 //! - [`held`]: the jobs held, on disk, so restarts on either side lose nothing.
@@ -17,7 +19,8 @@
 //! - [`stream`]: `fab-node stream`, one file to one printer with a progress bar or JSON events.
 //!
 //! Modules depend on each other in one direction only (no two import each other), each on
-//! those before it: `config`, `held`, `session`, `slicer`, `stream` (none of the crate's);
+//! those before it: `presets`, `held`, `session`, `slicer`, `stream` (none of the crate's);
+//! `config` (presets);
 //! `download` (session); `options` (config; its tests slicer); `ctx` (held, slicer); `printer`
 //! (config, ctx, download, held, options); `agent` (config, ctx, held, printer, session,
 //! slicer).
@@ -28,6 +31,7 @@ pub mod ctx;
 pub mod download;
 pub mod held;
 pub mod options;
+pub mod presets;
 pub mod printer;
 pub mod session;
 pub mod slicer;

@@ -124,6 +124,29 @@ pub fn node_hello(hello: &pb::NodeHello) -> Result<(), Status> {
         if let Some(price) = &p.price {
             text("hello.printers.price.currency", &price.currency, 8)?;
         }
+        if let Some(cfg) = &p.slicer_config {
+            text(
+                "hello.printers.slicer_config.ini",
+                &cfg.ini,
+                crate::estimates::MAX_SLICER_INI_BYTES,
+            )?;
+            for (field, name) in [
+                (
+                    "hello.printers.slicer_config.printer_preset",
+                    &cfg.printer_preset,
+                ),
+                (
+                    "hello.printers.slicer_config.print_preset",
+                    &cfg.print_preset,
+                ),
+                (
+                    "hello.printers.slicer_config.filament_preset",
+                    &cfg.filament_preset,
+                ),
+            ] {
+                text(field, name, MAX_LABEL_BYTES)?;
+            }
+        }
     }
     for h in &hello.held_jobs {
         text("hello.held_jobs.job", &h.job, MAX_ID_BYTES)?;

@@ -91,7 +91,7 @@ impl Catalog for StoreCatalog {
                 return Estimated::NotNow;
             }
         };
-        match estimate_for_routing(&self.state, &rec, profile) {
+        match estimate_for_routing(&self.state, &rec, &profile) {
             Ok((e, _, _)) => Estimated::Figures(sched::EstimateFigures {
                 print_time_s: e.print_time_s,
                 filament_g: e.filament_g,

@@ -356,6 +356,8 @@ pub fn printer_spec(s: &PrinterSpec) -> pb::PrinterSpec {
         }),
         makerspace: s.makerspace.clone(),
         firmware_flavor: s.firmware_flavor.clone(),
+        // The router keeps the profile it resolved (in `profiles`), not the config text.
+        slicer_config: None,
     }
 }
 

@@ -17,10 +17,27 @@ use crate::State;
 use crate::access::{DesignUse, Rpc};
 use crate::errors::bad_request;
 
-/// The profiles this router knows: the built-in ones plus `*.toml` files from the profiles
-/// directory, read once at start.
+/// Longest `SlicerConfig.ini` a node may send.
+pub const MAX_SLICER_INI_BYTES: usize = 64 << 10;
+/// Most distinct PrusaSlicer configs the router keeps profiles for (each a few KiB); a node
+/// declaring one more is refused until the router restarts.
+pub const MAX_DECLARED_PROFILES: usize = 4096;
+
+/// The presets a node-declared profile was resolved from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presets {
+    pub printer: String,
+    pub print: String,
+    pub filament: String,
+}
+
+/// The profiles this router knows: the built-in ones, `*.toml` files from the profiles
+/// directory (read once at start), and the PrusaSlicer configs nodes declare for their
+/// printers (`PrinterSpec.slicer_config`), each mapped once and kept by the hash of its text.
 pub struct Profiles {
-    by_name: HashMap<String, Profile>,
+    by_name: std::sync::RwLock<HashMap<String, Arc<Profile>>>,
+    /// Node-declared profiles by name: the presets they came from.
+    declared: std::sync::RwLock<HashMap<String, Presets>>,
 }
 
 impl Profiles {
@@ -28,7 +45,7 @@ impl Profiles {
         let mut by_name = HashMap::new();
         for name in Profile::builtin_names() {
             if let Some(p) = Profile::builtin(name) {
-                by_name.insert(name.to_string(), p);
+                by_name.insert(name.to_string(), Arc::new(p));
             }
         }
         if let Some(dir) = dir {
@@ -40,21 +57,93 @@ impl Profiles {
                     let text = std::fs::read_to_string(&path)?;
                     let p = Profile::from_toml(&text)
                         .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
-                    by_name.insert(p.name.clone(), p);
+                    by_name.insert(p.name.clone(), Arc::new(p));
                 }
             }
         }
-        Ok(Profiles { by_name })
+        Ok(Profiles {
+            by_name: std::sync::RwLock::new(by_name),
+            declared: Default::default(),
+        })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Profile> {
-        self.by_name.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<Profile>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.by_name.keys().cloned().collect();
+        let mut v: Vec<String> = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
+    }
+
+    /// The presets a node-declared profile came from.
+    pub fn presets(&self, name: &str) -> Option<Presets> {
+        self.declared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The profile name for a printer's PrusaSlicer config: `prusaslicer-` and the first 12
+    /// hex digits of the text's SHA-256. A config seen before is not read again, so its
+    /// profile, and every estimate cached for it, stays the same. The error says which
+    /// setting on which line cannot be used.
+    pub fn declare(&self, cfg: &pb::SlicerConfig) -> Result<String, String> {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(cfg.ini.as_bytes()));
+        let name = format!("prusaslicer-{}", &hash[..12]);
+        if self.get(&name).is_some() {
+            return Ok(name);
+        }
+        let config = fabrouter_profiles::Config::from_flat_ini(&cfg.ini, "slicer_config.ini")
+            .map_err(|e| e.to_string())?;
+        let mapped = fabrouter_profiles::to_profile(&config, &name).map_err(|e| e.to_string())?;
+        let mut by_name = self.by_name.write().unwrap_or_else(|e| e.into_inner());
+        let mut declared = self.declared.write().unwrap_or_else(|e| e.into_inner());
+        if declared.len() >= MAX_DECLARED_PROFILES && !declared.contains_key(&name) {
+            return Err(format!(
+                "the router already holds {MAX_DECLARED_PROFILES} distinct PrusaSlicer configs; reuse one or ask its operator to restart it"
+            ));
+        }
+        by_name.insert(name.clone(), Arc::new(mapped.profile));
+        declared.insert(
+            name.clone(),
+            Presets {
+                printer: cfg.printer_preset.clone(),
+                print: cfg.print_preset.clone(),
+                filament: cfg.filament_preset.clone(),
+            },
+        );
+        Ok(name)
+    }
+
+    /// Gives each printer of a hello that declares a PrusaSlicer config the profile resolved
+    /// from it, in place of the names it lists.
+    pub fn declare_hello(&self, hello: &mut pb::NodeHello) -> Result<(), tonic::Status> {
+        for p in &mut hello.printers {
+            if let Some(cfg) = &p.slicer_config {
+                let name = self.declare(cfg).map_err(|e| {
+                    bad_request(
+                        "hello.printers.slicer_config",
+                        format!("printer {}: {e}", p.printer_id),
+                    )
+                })?;
+                p.profiles = vec![name];
+            }
+        }
+        Ok(())
     }
 }
 
@@ -212,9 +301,9 @@ impl EstimateService for Estimates {
                     ),
                 )
             })?;
-            let (e, cached, took) = estimate_design(&this.state, &design, profile)
+            let (e, cached, took) = estimate_design(&this.state, &design, &profile)
                 .map_err(crate::errors::estimate_status)?;
-            let mut out = estimate_to_pb(&req.design, profile, &e);
+            let mut out = estimate_to_pb(&req.design, &profile, &e);
             out.cached = cached;
             out.compute_time_s = took;
             Ok(out)
@@ -240,15 +329,21 @@ impl EstimateService for Estimates {
                     .names()
                     .iter()
                     .filter_map(|n| self.profiles.get(n))
-                    .map(|p| pb::Profile {
-                        name: p.name.clone(),
-                        profile_hash: p.content_hash(),
-                        nozzle_diameter_mm: p.nozzle_diameter_mm,
-                        layer_height_mm: p.layer_height_mm,
-                        build_x_mm: p.build_x_mm,
-                        build_y_mm: p.build_y_mm,
-                        build_z_mm: p.build_z_mm,
-                        toml: p.to_toml(),
+                    .map(|p| {
+                        let presets = self.profiles.presets(&p.name).unwrap_or_default();
+                        pb::Profile {
+                            name: p.name.clone(),
+                            profile_hash: p.content_hash(),
+                            nozzle_diameter_mm: p.nozzle_diameter_mm,
+                            layer_height_mm: p.layer_height_mm,
+                            build_x_mm: p.build_x_mm,
+                            build_y_mm: p.build_y_mm,
+                            build_z_mm: p.build_z_mm,
+                            toml: p.to_toml(),
+                            printer_preset: presets.printer,
+                            print_preset: presets.print,
+                            filament_preset: presets.filament,
+                        }
                     })
                     .collect(),
             });

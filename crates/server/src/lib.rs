@@ -277,6 +277,7 @@ pub async fn start_with_store(
     let nodes = nodes::Nodes {
         state: state.clone(),
         net: net.clone(),
+        profiles: profiles.clone(),
     };
     use pb::admin_service_server::AdminServiceServer;
     use pb::design_service_server::DesignServiceServer;

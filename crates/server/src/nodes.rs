@@ -18,6 +18,8 @@ use crate::{State, convert};
 pub struct Nodes {
     pub state: Arc<State>,
     pub net: Arc<Network>,
+    /// Where printers' declared PrusaSlicer configs become profiles.
+    pub profiles: Arc<crate::estimates::Profiles>,
 }
 
 type RouterMessages =
@@ -99,6 +101,8 @@ impl NodeService for Nodes {
             return Err(bad_request("hello", "the first message must be NodeHello"));
         };
         crate::bounds::node_hello(&hello)?;
+        let mut hello = hello;
+        self.profiles.declare_hello(&mut hello)?;
         let hello = convert::hello_from(hello);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let net = self.net.clone();

@@ -343,6 +343,7 @@ pub fn printer(id: &str, at: (f64, f64), tech: pb::Technology, build_mm: f64) ->
         }),
         makerspace: format!("space-{id}"),
         firmware_flavor: "marlin2".into(),
+        slicer_config: None,
     }
 }
 
