@@ -89,6 +89,7 @@ impl Tool {
                  (apt-get install libcap-dev libturbojpeg0; python3 -m venv /opt/prusalink; \
                  /opt/prusalink/bin/pip install prusalink; \
                  export FABROUTER_PRUSALINK=/opt/prusalink/bin/prusalink; see .ci/run)"
+            }
             Tool::Postgres => {
                 "PostgreSQL's server binaries (initdb, postgres) are not installed \
                  (apt-get install postgresql; or set FABROUTER_PG_BIN to their directory)"
