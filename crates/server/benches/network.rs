@@ -5,7 +5,10 @@
 //! jobs. The machine's load average is printed with the figures: they are only comparable
 //! between runs on an otherwise idle machine.
 //!
-//! `cargo bench -p fabrouter-server --bench network [-- --printers N --jobs N --clients N --connections N]`
+//! Last, durable SubmitJob on sled and on PostgreSQL (a throwaway cluster, fsync on) in the same
+//! run, with the ratio.
+//!
+//! `cargo bench -p fabrouter-server --bench network [-- --printers N --jobs N --clients N --connections N --store-jobs N]`
 //! (the clients share one HTTP/2 connection unless `--connections` spreads them)
 
 use std::sync::Arc;
@@ -313,5 +316,94 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("  load average at the end (1, 5, 15 min): {load}");
     r.stop().await;
+
+    store_arms(clients, arg("--store-jobs", 10_000)).await;
     Ok(())
+}
+
+/// Durable SubmitJob on sled and on PostgreSQL in the same run, on the same router setup (one
+/// node with 10 printers, `clients` clients on one connection, `n` jobs), so the ratio is
+/// measured rather than compared across runs. PostgreSQL is a throwaway cluster on this
+/// machine with fsync on (a commit waits for its WAL flush, as sled's flush does).
+async fn store_arms(clients: usize, n: usize) {
+    println!("durable SubmitJob by store ({clients} clients, {n} jobs each, 10 printers)");
+    let sled_dir = tempfile::tempdir().expect("temporary directory");
+    let sled = bench_router(sled_dir.path()).await;
+    let (sled_rate, sled_p50, sled_p99) = submit_burst(&sled, clients, n).await;
+    sled.stop().await;
+    println!("  sled:       {sled_rate:.0} jobs/s, p50 {sled_p50:.0} us, p99 {sled_p99:.0} us");
+    let cluster = match fabrouter_testkit::pg::PgCluster::start_with(true) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("  PostgreSQL: not measured ({e})");
+            return;
+        }
+    };
+    let url = cluster.database().expect("a database");
+    let store: Arc<dyn fabrouter_store::Store> =
+        Arc::new(fabrouter_store::PgStore::connect(&url).expect("the PostgreSQL store"));
+    let pg_dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = fabrouter_server::Config::embedded(pg_dir.path());
+    config.network.lease_s = 3600.0;
+    let pg = Router::start_with_config_and_store(pg_dir.path(), config, store).await;
+    let (pg_rate, pg_p50, pg_p99) = submit_burst(&pg, clients, n).await;
+    pg.stop().await;
+    println!(
+        "  PostgreSQL: {pg_rate:.0} jobs/s, p50 {pg_p50:.0} us, p99 {pg_p99:.0} us ({:.2} of sled's rate; one fabd, unix socket, fsync on)",
+        pg_rate / sled_rate
+    );
+    println!(
+        "  load average at the end (1, 5, 15 min): {}",
+        load_average()
+    );
+}
+
+/// `n` durable submits from `clients` clients: (jobs/s, p50 us, p99 us).
+async fn submit_burst(r: &Router, clients: usize, n: usize) -> (f64, f64, f64) {
+    let designer = r.designer().await;
+    let creds = r.node_credentials("arm").await;
+    let printers = (0..10)
+        .map(|i| {
+            printer(
+                &format!("p{i}"),
+                (52.0 + i as f64 * 0.1, 13.0),
+                pb::Technology::Fdm,
+                250.0,
+            )
+        })
+        .collect();
+    let mut node = SimNode::connect(r, &creds, "arm", printers, vec![]).await;
+    node.drain();
+    let design = r.cube(&designer, 20.0).await;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let mut c = r.jobs(&designer);
+        let design = design.clone();
+        let per = n / clients + usize::from(w < n % clients);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Lcg(2000 + w as u64);
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let req = pb::SubmitJobRequest {
+                    spec: Some(job_spec(&design, (52.0 + rng.next(), 13.0 + rng.next()))),
+                    printer: String::new(),
+                    idempotency_key: format!("arm-w{w}-{i}"),
+                };
+                let t = Instant::now();
+                if c.submit_job(req).await.is_ok() {
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for task in tasks {
+        lat.extend(task.await.expect("a client task"));
+    }
+    let took = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    drop(node);
+    (lat.len() as f64 / took, pct(&lat, 0.5), pct(&lat, 0.99))
 }

@@ -1,9 +1,10 @@
 //! Property test of the job state machine as the running router applies it: random sequences
 //! of what customers and a node do (progress in every phase, results of every kind, declines,
 //! reports for stale epochs, pause, resume, cancel), in random order, over real gRPC on
-//! loopback against a router on sled. Afterwards every job's stored history must walk only the
-//! edges of `fabrouter_router::lifecycle`, end where the job is, and each printer's count of
-//! active jobs must match the jobs that are on it (no job in two places).
+//! loopback against a router on sled, and again on PostgreSQL. Afterwards every job's stored
+//! history must walk only the edges of `fabrouter_router::lifecycle`, end where the job is, and
+//! each printer's count of active jobs must match the jobs that are on it (no job in two
+//! places).
 //!
 //! The router runs on a store that fails the test if the core ever calls it with its registry
 //! lock held (the lock every request takes: store I/O under it would serialise the router on a
@@ -40,7 +41,27 @@ fn progress(node: &SimNode, job: &str, epoch: u64, phase: &str, fraction: f64) {
 async fn random_customer_and_node_actions_store_only_legal_transitions() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CheckedStore::open(dir.path()));
-    let r = Router::start_with_store(dir.path(), store.clone()).await;
+    random_actions(dir.path(), store).await;
+}
+
+/// The same on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    missing_postgres,
+    ignore = "needs PostgreSQL's server binaries (apt-get install postgresql)"
+)]
+async fn random_customer_and_node_actions_store_only_legal_transitions_on_postgres() {
+    fabrouter_testkit::require(fabrouter_testkit::Tool::Postgres);
+    let cluster = fabrouter_testkit::pg::shared()
+        .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    let pg = fabrouter_store::PgStore::connect(&cluster.database().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CheckedStore::wrap(Arc::new(pg)));
+    random_actions(dir.path(), store).await;
+}
+
+async fn random_actions(dir: &std::path::Path, store: Arc<CheckedStore>) {
+    let r = Router::start_with_store(dir, store.clone()).await;
     let owner = r.designer().await;
     let creds = r.node_credentials("n1").await;
     let mut node = SimNode::connect(

@@ -3,21 +3,21 @@
 //! networked database). It wraps the sled store, counts calls, and records every call made
 //! under the lock; [`Router::stop`](crate::router::Router::stop) fails the test if there was
 //! one. Debug builds of the harness always use it; benchmarks (release) serve sled as fabd
-//! does.
+//! does. [`CheckedStore::wrap`] checks any other store (PostgreSQL) the same way.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fabrouter_store::{
     BlobStore, CommittedBlob, Created, DesignRecord, JobRecord, NodeRecord, Result, SledStore,
     Store, TokenRecord,
 };
 
-/// A sled store that counts its calls and records those made under the registry lock (a
-/// panic there would be caught by the server's task and go unnoticed).
+/// A store (sled unless wrapped) that counts its calls and records those made under the
+/// registry lock (a panic there would be caught by the server's task and go unnoticed).
 pub struct CheckedStore {
-    inner: SledStore,
+    inner: Arc<dyn Store>,
     calls: AtomicU64,
     under_lock: Mutex<Vec<&'static str>>,
 }
@@ -25,9 +25,15 @@ pub struct CheckedStore {
 impl CheckedStore {
     /// A sled store in `dir`, checked.
     pub fn open(dir: &Path) -> CheckedStore {
+        CheckedStore::wrap(Arc::new(
+            SledStore::open(dir).unwrap_or_else(|e| panic!("sled store in {}: {e}", dir.display())),
+        ))
+    }
+
+    /// `store`, checked.
+    pub fn wrap(store: Arc<dyn Store>) -> CheckedStore {
         CheckedStore {
-            inner: SledStore::open(dir)
-                .unwrap_or_else(|e| panic!("sled store in {}: {e}", dir.display())),
+            inner: store,
             calls: AtomicU64::new(0),
             under_lock: Mutex::new(Vec::new()),
         }

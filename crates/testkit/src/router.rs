@@ -111,6 +111,15 @@ impl Router {
         Router::serve(dir, Config::embedded(dir), Some(store)).await
     }
 
+    /// `config` (its `data_dir` should be `dir`), serving `store`.
+    pub async fn start_with_config_and_store(
+        dir: &Path,
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Router {
+        Router::serve(dir, config, Some(store)).await
+    }
+
     async fn serve(dir: &Path, config: Config, store: Option<Arc<dyn Store>>) -> Router {
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async {

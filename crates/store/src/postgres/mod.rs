@@ -430,7 +430,12 @@ impl Store for PgStore {
         if let Err(e) = stored {
             // Bytes nothing refers to are garbage; another upload's pin on them keeps them.
             let sha = record.sha256.clone();
-            self.run(|s| async move { blob::erase_unreferenced(&s, &sha, own_pin).await })?;
+            let erased =
+                self.run(|s| async move { blob::erase_unreferenced(&s, &sha, own_pin).await });
+            if let Err(erase) = erased {
+                // The sweep removes them later; the caller needs the first error.
+                tracing::warn!(sha = %record.sha256, error = %erase, "unreferenced design bytes kept");
+            }
             return Err(e);
         }
         Ok(())
