@@ -353,6 +353,28 @@ mod installed {
         assert_ne!(profiles[1].content_hash(), profiles[2].content_hash());
     }
 
+    /// `inherits = *ENDER3*; *0.6nozzle*`: the nozzle variant, named last, overrides what the
+    /// printer family inherits from `*common*` (`retract_lift_above = 0`), as the vendor means.
+    #[test]
+    #[cfg_attr(
+        missing_prusa_slicer,
+        ignore = "needs PrusaSlicer's vendor bundles: apt-get install prusa-slicer"
+    )]
+    fn a_later_parent_overrides_an_earlier_one_in_a_vendor_bundle() {
+        let lib = lib();
+        let c = lib
+            .resolve(Kind::Printer, "Creality Ender-3 (0.6 mm nozzle)")
+            .unwrap();
+        assert_eq!(c.value("retract_lift_above"), Some("0.3"));
+        assert_eq!(c.value("nozzle_diameter"), Some("0.6"));
+        assert_eq!(
+            c.get("retract_lift_above").unwrap().origin.preset,
+            Some((Kind::Printer, "*0.6nozzle*".to_string()))
+        );
+        // Retraction comes from *bowden*, the second parent of *ENDER3*.
+        assert_eq!(c.value("retract_length"), Some("5"));
+    }
+
     #[test]
     #[cfg_attr(
         missing_prusa_slicer,

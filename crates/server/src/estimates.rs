@@ -38,6 +38,14 @@ pub struct Profiles {
     by_name: std::sync::RwLock<HashMap<String, Arc<Profile>>>,
     /// Node-declared profiles by name: the presets they came from.
     declared: std::sync::RwLock<HashMap<String, Presets>>,
+    /// Where declared configs are kept (`slicer-config/{name}` in the store's cache), so a
+    /// restarted router knows its printers' profiles before their nodes say hello again.
+    store: Option<Arc<dyn fabrouter_store::Store>>,
+}
+
+/// Store cache key of a declared config's text.
+fn config_key(name: &str) -> String {
+    format!("slicer-config/{name}")
 }
 
 impl Profiles {
@@ -64,10 +72,42 @@ impl Profiles {
         Ok(Profiles {
             by_name: std::sync::RwLock::new(by_name),
             declared: Default::default(),
+            store: None,
         })
     }
 
+    /// Keeps declared configs in `store` and finds them there after a restart.
+    pub fn with_store(mut self, store: Arc<dyn fabrouter_store::Store>) -> Profiles {
+        self.store = Some(store);
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Profile>> {
+        let known = self
+            .by_name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        known.or_else(|| self.restore(name))
+    }
+
+    /// A profile declared before this router started, from the store.
+    fn restore(&self, name: &str) -> Option<Arc<Profile>> {
+        if !name.starts_with("prusaslicer-") {
+            return None;
+        }
+        let bytes = self.store.as_ref()?.cache_get(&config_key(name)).ok()??;
+        let ini = String::from_utf8(bytes).ok()?;
+        let config = fabrouter_profiles::Config::from_flat_ini(&ini, "slicer_config.ini").ok()?;
+        let presets = Presets {
+            printer: config.preset_name(fabrouter_profiles::Kind::Printer).into(),
+            print: config.preset_name(fabrouter_profiles::Kind::Print).into(),
+            filament: config
+                .preset_name(fabrouter_profiles::Kind::Filament)
+                .into(),
+        };
+        self.insert(name, &config, presets).ok()?;
         self.by_name
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -109,24 +149,42 @@ impl Profiles {
         }
         let config = fabrouter_profiles::Config::from_flat_ini(&cfg.ini, "slicer_config.ini")
             .map_err(|e| e.to_string())?;
-        let mapped = fabrouter_profiles::to_profile(&config, &name).map_err(|e| e.to_string())?;
-        let mut by_name = self.by_name.write().unwrap_or_else(|e| e.into_inner());
-        let mut declared = self.declared.write().unwrap_or_else(|e| e.into_inner());
-        if declared.len() >= MAX_DECLARED_PROFILES && !declared.contains_key(&name) {
-            return Err(format!(
-                "the router already holds {MAX_DECLARED_PROFILES} distinct PrusaSlicer configs; reuse one or ask its operator to restart it"
-            ));
-        }
-        by_name.insert(name.clone(), Arc::new(mapped.profile));
-        declared.insert(
-            name.clone(),
+        self.insert(
+            &name,
+            &config,
             Presets {
                 printer: cfg.printer_preset.clone(),
                 print: cfg.print_preset.clone(),
                 filament: cfg.filament_preset.clone(),
             },
-        );
+        )?;
+        if let Some(store) = &self.store
+            && let Err(e) = store.cache_put(&config_key(&name), cfg.ini.as_bytes())
+        {
+            // Costs only the window after a restart before the node says hello again.
+            tracing::warn!(profile = %name, error = %e, "declared config not stored");
+        }
         Ok(name)
+    }
+
+    /// Maps `config` into profile `name` and keeps it.
+    fn insert(
+        &self,
+        name: &str,
+        config: &fabrouter_profiles::Config,
+        presets: Presets,
+    ) -> Result<(), String> {
+        let mapped = fabrouter_profiles::to_profile(config, name).map_err(|e| e.to_string())?;
+        let mut by_name = self.by_name.write().unwrap_or_else(|e| e.into_inner());
+        let mut declared = self.declared.write().unwrap_or_else(|e| e.into_inner());
+        if declared.len() >= MAX_DECLARED_PROFILES && !declared.contains_key(name) {
+            return Err(format!(
+                "the router already holds {MAX_DECLARED_PROFILES} distinct PrusaSlicer configs; reuse one or ask its operator to restart it"
+            ));
+        }
+        by_name.insert(name.to_string(), Arc::new(mapped.profile));
+        declared.insert(name.to_string(), presets);
+        Ok(())
     }
 
     /// Gives each printer of a hello that declares a PrusaSlicer config the profile resolved

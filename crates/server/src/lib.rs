@@ -252,9 +252,10 @@ pub async fn start_with_store(
     let admin = admin::Admin {
         state: state.clone(),
     };
-    let profiles = Arc::new(estimates::Profiles::load(
-        state.config.profiles_dir.as_deref(),
-    )?);
+    let profiles = Arc::new(
+        estimates::Profiles::load(state.config.profiles_dir.as_deref())?
+            .with_store(state.store.clone()),
+    );
     let net = fabrouter_router::Network::load(
         state.store.clone(),
         Arc::new(convert::ProstCodec),

@@ -116,7 +116,7 @@ async fn a_printers_presets_are_its_profile_and_a_reconnect_reestimates_nothing(
         .unwrap();
     let e = est
         .estimate_design(pb::EstimateDesignRequest {
-            design,
+            design: design.clone(),
             profile: fine.name.clone(),
         })
         .await
@@ -129,6 +129,26 @@ async fn a_printers_presets_are_its_profile_and_a_reconnect_reestimates_nothing(
         e.print_time_s,
         first.print_time_s
     );
+
+    // A restarted router knows the declared profile before any node says hello again, and
+    // its estimates are still cached.
+    drop(_node);
+    r.stop().await;
+    let r = Router::start(dir.path(), 10.0, 30.0).await;
+    let mut est = EstimateServiceClient::with_interceptor(r.channel.clone(), Bearer(designer));
+    let after = est
+        .estimate_design(pb::EstimateDesignRequest {
+            design,
+            profile: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.cached);
+    assert_eq!(after.profile_hash, first.profile_hash);
+    let listed = profiles(&mut est).await;
+    let back = listed.iter().find(|q| q.name == p.name).unwrap();
+    assert_eq!(back.print_preset, "0.20mm NORMAL @T1");
     r.stop().await;
 }
 
