@@ -12,9 +12,10 @@
 //!
 //! Components: [`config`] (read once at start), [`auth`] (tokens to principals), [`access`]
 //! (the core's rules of who may call what and touch which resource), [`designs`] (uploads and
-//! mesh checks), [`admin`] (tokens, node identities), [`jobs`] and [`nodes`] (the edges of the
+//! mesh checks), [`uploads`] (resumable upload sessions), [`admin`] (tokens, node identities), [`jobs`] and [`nodes`] (the edges of the
 //! core's `Network`), [`catalog`] (designs and estimates as the core sees them), [`metrics`],
-//! [`estimates`] (slice-estimates per design and profile, cached).
+//! [`estimates`] (slice-estimates per design and profile, cached), [`web`] (the web app, embedded,
+//! served on the same port).
 
 pub mod admin;
 pub mod auth;
@@ -28,6 +29,8 @@ pub mod estimates;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;
+pub mod uploads;
+pub mod web;
 
 pub use fabrouter_router::{NetworkConfig, access};
 
@@ -54,6 +57,8 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// Upload bytes (in KiB permits) that may be held in memory at once.
     pub upload_budget: Arc<Semaphore>,
+    /// Resumable upload sessions (BeginUpload .. CommitUpload).
+    pub uploads: Arc<uploads::Uploads>,
 }
 
 impl State {
@@ -203,6 +208,7 @@ pub async fn start_with_store(
     let state = Arc::new(State {
         metrics: metrics::Metrics::new(),
         upload_budget: Arc::new(Semaphore::new(permits)),
+        uploads: Arc::default(),
         store,
         config,
     });
@@ -289,9 +295,8 @@ pub async fn start_with_store(
         );
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
-    let router = builder
-        .layer(cors(&state.config))
-        .layer(tonic_web::GrpcWebLayer::new())
+    let mut services = tonic::service::RoutesBuilder::default();
+    services
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -314,6 +319,12 @@ pub async fn start_with_store(
             })
             .max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
         );
+    // The web app shares the port: gRPC paths go to the services, `/` and `/assets/` to it.
+    let routes = tonic::service::Routes::from(web::routes(services.routes().into_axum_router()));
+    let router = builder
+        .layer(cors(&state.config))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes);
 
     let store = state.store.clone();
     // Replies larger than a segment (a quote's explanations) otherwise wait for the client's

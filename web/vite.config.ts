@@ -1,0 +1,15 @@
+// Builds the app into dist/, which fabd embeds (crates/server/src/web.rs). Hashed file names let
+// fabd cache assets for a year; no source maps, so the embedded copy stays small.
+import { defineConfig } from "vite";
+
+export default defineConfig({
+  base: "/",
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    sourcemap: false,
+    target: "es2022",
+    reportCompressedSize: false,
+    modulePreload: { polyfill: false },
+  },
+});
