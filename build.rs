@@ -5,5 +5,6 @@ fn main() {
     fabrouter_testkit::build::detect(&[
         fabrouter_testkit::Tool::PrusaSlicer,
         fabrouter_testkit::Tool::PythonGrpc,
+        fabrouter_testkit::Tool::Browser,
     ]);
 }

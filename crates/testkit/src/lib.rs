@@ -35,16 +35,20 @@ pub enum Tool {
     PrusaSlicer,
     /// `python3` with the `grpc` and `grpc_tools` modules: the Python client example.
     PythonGrpc,
+    /// Chromium (`chromium` on PATH), Node.js, and `web/node_modules` with playwright-core: the
+    /// web app's browser tests.
+    Browser,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 2] = [Tool::PrusaSlicer, Tool::PythonGrpc];
+    pub const ALL: [Tool; 3] = [Tool::PrusaSlicer, Tool::PythonGrpc, Tool::Browser];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
     pub fn missing_cfg(self) -> &'static str {
         match self {
             Tool::PrusaSlicer => "missing_prusa_slicer",
             Tool::PythonGrpc => "missing_python_grpc",
+            Tool::Browser => "missing_browser",
         }
     }
 
@@ -55,6 +59,10 @@ impl Tool {
             Tool::PythonGrpc => {
                 "python3 with grpcio-tools is not installed \
                  (python3 -m pip install -r examples/python/requirements.txt)"
+            }
+            Tool::Browser => {
+                "chromium, node or web/node_modules is missing \
+                 (apt-get install chromium nodejs npm; then npm ci in web/)"
             }
         }
     }
@@ -69,6 +77,13 @@ impl Tool {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
+            Tool::Browser => {
+                find_on_path("chromium").is_some()
+                    && find_on_path("node").is_some()
+                    && repo_root()
+                        .join("web/node_modules/playwright-core/package.json")
+                        .is_file()
+            }
         }
     }
 }
@@ -166,6 +181,13 @@ pub mod build {
             for dir in python_site_dirs() {
                 println!("cargo::rerun-if-changed={dir}");
             }
+        }
+        if tools.contains(&Tool::Browser) {
+            // `npm ci` in web/ installs playwright-core there, not on PATH.
+            println!(
+                "cargo::rerun-if-changed={}",
+                super::repo_root().join("web/node_modules").display()
+            );
         }
         let ci = ci();
         for &tool in tools {
