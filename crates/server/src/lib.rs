@@ -320,11 +320,14 @@ pub async fn start_with_store(
             .max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
         );
     // The web app shares the port: gRPC paths go to the services, `/` and `/assets/` to it.
-    let routes = tonic::service::Routes::from(web::routes(services.routes().into_axum_router()));
+    // gRPC-web wraps the services only: it answers any other HTTP/1 request 400.
+    let grpc = services
+        .routes()
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new());
     let router = builder
         .layer(cors(&state.config))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_routes(routes);
+        .add_routes(tonic::service::Routes::from(web::routes(grpc)));
 
     let store = state.store.clone();
     // Replies larger than a segment (a quote's explanations) otherwise wait for the client's
