@@ -11,8 +11,7 @@
 use std::process::Command;
 
 use fabrouter::{
-    FabNode, Fabd, Tool, VirtualPrinter, fab_secret, printer_toml, reference, require,
-    wait_for,
+    FabNode, Fabd, Tool, VirtualPrinter, fab_secret, printer_toml, reference, require, wait_for,
 };
 
 const MAKERSPACE: &str = "Berlin Lab";
@@ -116,7 +115,11 @@ fn designer_operator_and_admin_in_a_real_browser() {
 /// `fab jobs list --json`: one job per line.
 fn job_lines(server: &str, token: &str) -> Vec<serde_json::Value> {
     let out = fabrouter::fab(server, token, &["jobs", "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -10,6 +10,8 @@ export default defineConfig({
     sourcemap: false,
     target: "es2022",
     reportCompressedSize: false,
+    // three.js is most of the 3D view's chunk, which loads only when a design is shown.
+    chunkSizeWarningLimit: 600,
     modulePreload: { polyfill: false },
   },
 });

@@ -278,7 +278,7 @@ function designerPage(main: HTMLElement): void {
       h(
         "table",
         { id: "jobs" },
-        h("thead", {}, h("tr", {}, ["Job", "State", "Progress", "Printer", "Updated", ""].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Job", "State", "Progress", "Printer", ""].map((t) => h("th", { scope: "col" }, t)))),
         jobsBody,
       ),
     ),
@@ -388,6 +388,13 @@ function designerPage(main: HTMLElement): void {
       h("li", {}, h("span", { class: "swatch degen" }), "degenerate facet"),
     );
     const found = mesh ? findings(mesh) : null;
+    let framed: "part" | "bed" = "part";
+    const frameButton = h("button", { type: "button", class: "link", id: "frame" }, "View the whole bed");
+    frameButton.addEventListener("click", () => {
+      framed = framed === "part" ? "bed" : "part";
+      frameButton.textContent = framed === "part" ? "View the whole bed" : "View the part up close";
+      view?.frame(framed);
+    });
     const drawn = h("p", { class: "muted", id: "drawn" });
     if (found) {
       drawn.textContent = `Drawn: ${found.openEdges.length / 6} open edges, ${found.nonManifoldEdges.length / 6} non-manifold edges, ${found.flipped.length} flipped and ${found.degenerate.length} degenerate facets.`;
@@ -423,6 +430,8 @@ function designerPage(main: HTMLElement): void {
             { class: "viewer" },
             h("label", { for: "bed" }, "Show on the bed of "),
             bedSelect,
+            " ",
+            frameButton,
             canvas,
             legend,
             drawn,
@@ -460,6 +469,7 @@ function designerPage(main: HTMLElement): void {
           ? { x: p.spec.buildXMm, y: p.spec.buildYMm, z: p.spec.buildZMm, label: p.name }
           : null;
         view.show(mesh, found, bed);
+        if (framed === "bed") view.frame("bed");
         canvas.dataset.drawn = String(mesh.facets);
       };
       bedSelect.addEventListener("change", () => void draw());
@@ -604,12 +614,11 @@ function designerPage(main: HTMLElement): void {
             h("td", {}, h("span", { class: `state s-${JOB_WORDS[j.state]}` }, JOB_WORDS[j.state] ?? "?")),
             h("td", {}, `${Math.round(j.progressFraction * 100)} %`),
             h("td", {}, j.printer ? j.printer.split("/").pop() : "—"),
-            h("td", {}, when(j.updateTime)),
             h("td", {}, h("button", { type: "button", class: "link", onclick: () => watch(j.name), "aria-label": `Watch job ${j.name}` }, "Watch")),
           ),
         ),
       );
-      if (!r.jobs.length) jobsBody.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No jobs yet.")));
+      if (!r.jobs.length) jobsBody.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No jobs yet.")));
       clear(jobsErr);
     } catch (e) {
       showError(jobsErr, e);
@@ -890,6 +899,8 @@ function adminPage(main: HTMLElement): void {
   );
   const nodeId = h("input", { id: "n-id", pattern: "[a-z0-9-]+", required: true, autocomplete: "off", "aria-describedby": "n-help" });
   const nodeLabel = h("input", { id: "n-label", autocomplete: "off" });
+  const nodeErr = alertBox();
+  clear(nodeErr);
   const nodeForm = h(
     "form",
     { "aria-labelledby": "node-h" },
@@ -897,6 +908,7 @@ function adminPage(main: HTMLElement): void {
     h("div", { class: "grid" }, h("div", { class: "field" }, h("label", { for: "n-id" }, "Node id"), nodeId), h("div", { class: "field" }, h("label", { for: "n-label" }, "Label"), nodeLabel)),
     h("p", { id: "n-help", class: "help" }, "Lowercase letters, digits and dashes, e.g. fablab-berlin. The node agent uses the secret in its configuration."),
     h("button", { type: "submit", id: "create-node" }, "Create node identity"),
+    nodeErr,
   );
   const tbody = h("tbody", { id: "tokens" });
   main.replaceChildren(
@@ -952,14 +964,14 @@ function adminPage(main: HTMLElement): void {
   });
   nodeForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    clear(err);
+    clear(nodeErr);
     try {
       const r = await admin.createNode({ nodeId: nodeId.value.trim(), label: nodeLabel.value.trim() });
       showSecret(`Node identity ${r.nodeId} created`, r.secret);
       nodeId.value = "";
       nodeLabel.value = "";
     } catch (e) {
-      showError(err, e);
+      showError(nodeErr, e);
     }
   });
   void list();

@@ -74,6 +74,27 @@ export class ModelView {
     this.renderer.render(this.scene, this.camera);
   }
 
+  private framing: { part: [number, number, number, number]; bed: Bed } | null = null;
+
+  /** Looks at the part up close (`part`) or at the whole bed with the part on it. */
+  frame(what: "part" | "bed"): void {
+    if (!this.framing) return;
+    const [cx, cy, cz, size] = this.framing.part;
+    const b = this.framing.bed;
+    if (what === "part") {
+      // Close enough that a small part's findings can be seen; the bed shows around it.
+      const d = Math.max(size * 2.2, 30);
+      this.controls.target.set(cx, cy, cz);
+      this.camera.position.set(cx + d * 0.6, cy - d * 1.0, cz + d * 0.75);
+    } else {
+      const reach = Math.max(b.x, b.y, b.z);
+      this.controls.target.set(b.x / 2, b.y / 2, 0);
+      this.camera.position.set(b.x / 2 + reach * 0.6, b.y / 2 - reach * 1.1, reach * 0.8);
+    }
+    this.controls.update();
+    this.render();
+  }
+
   /** Shows `mesh` on `bed` (or on a bed just larger than the part when no printer is chosen). */
   show(mesh: StlMesh, f: MeshFindings | null, bed: Bed | null): void {
     this.model.clear();
@@ -136,12 +157,11 @@ export class ModelView {
     );
     volume.position.set(b.x / 2, b.y / 2, b.z / 2);
     this.bed.add(volume);
-    // Look at the part from the front right, far enough to see the whole bed.
-    const reach = Math.max(b.x, b.y, size[2] * 2);
-    this.controls.target.set(b.x / 2, b.y / 2, size[2] / 3);
-    this.camera.position.set(b.x / 2 + reach * 0.6, b.y / 2 - reach * 1.1, reach * 0.8);
-    this.controls.update();
-    this.render();
+    this.framing = {
+      part: [b.x / 2, b.y / 2, size[2] / 2, Math.hypot(size[0], size[1], size[2])],
+      bed: b,
+    };
+    this.frame("part");
   }
 
   dispose(): void {

@@ -693,7 +693,9 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::UploadSession>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self.state.authorize(request.metadata(), Rpc::AppendUpload)?;
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::AppendUpload)?;
             let req = request.into_inner();
             self.state.uploads.append(&self.state, &who, req).await
         }
@@ -725,7 +727,9 @@ impl DesignService for Designs {
     ) -> Result<Response<pb::Design>, Status> {
         let t = Instant::now();
         let res = async {
-            let who = self.state.authorize(request.metadata(), Rpc::CommitUpload)?;
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::CommitUpload)?;
             self.state
                 .uploads
                 .commit(self, &who, &request.get_ref().name)

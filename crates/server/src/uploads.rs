@@ -254,12 +254,8 @@ impl Uploads {
         name: &str,
     ) -> Result<pb::Design, Status> {
         let session = self.get(who, name)?;
-        let (this, designs, who, name) = (
-            self.clone(),
-            designs.clone(),
-            who.clone(),
-            name.to_string(),
-        );
+        let (this, designs, who, name) =
+            (self.clone(), designs.clone(), who.clone(), name.to_string());
         tokio::spawn(async move {
             let mut s = session.lock_owned().await;
             let ingest = match std::mem::replace(&mut s.phase, Phase::Committing) {

@@ -93,7 +93,11 @@ async fn session_upload(
 }
 
 fn same_error(stream: &Status, session: &Status, what: &str) {
-    assert_eq!(stream.code(), session.code(), "{what}: {stream:?} vs {session:?}");
+    assert_eq!(
+        stream.code(),
+        session.code(),
+        "{what}: {stream:?} vs {session:?}"
+    );
     assert_eq!(stream.message(), session.message(), "{what}");
     assert!(!session.message().is_empty(), "{what}: a reason");
 }
@@ -142,7 +146,11 @@ async fn a_session_stores_what_upload_design_stores_and_resumes_after_a_dropped_
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    assert!(e.message().contains(&format!("offset {at}")), "{}", e.message());
+    assert!(
+        e.message().contains(&format!("offset {at}")),
+        "{}",
+        e.message()
+    );
     let e = append(&mut c, &s.name, 0, &[0u8; 100]).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
 
@@ -210,7 +218,9 @@ async fn a_session_stores_what_upload_design_stores_and_resumes_after_a_dropped_
         .unwrap()
         .into_inner();
     assert_eq!(done.design, design.name);
-    let e = append(&mut c, &s.name, bytes.len(), b"x").await.unwrap_err();
+    let e = append(&mut c, &s.name, bytes.len(), b"x")
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
 
     // Another designer cannot see, feed or commit it: NOT_FOUND, as for a missing one.
@@ -226,7 +236,9 @@ async fn a_session_stores_what_upload_design_stores_and_resumes_after_a_dropped_
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let e = append(&mut o, &s2.name, 0, &bytes[..100]).await.unwrap_err();
+    let e = append(&mut o, &s2.name, 0, &bytes[..100])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = commit(&mut o, &s2.name).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
@@ -334,9 +346,14 @@ async fn a_session_refuses_what_upload_design_refuses_with_the_same_error_and_st
     let a = stream_upload(&mut c, metadata("b.stl", good.len() as u64, &wrong), &good)
         .await
         .unwrap_err();
-    let b = session_upload(&mut c, metadata("b.stl", good.len() as u64, &wrong), &good, 1000)
-        .await
-        .unwrap_err();
+    let b = session_upload(
+        &mut c,
+        metadata("b.stl", good.len() as u64, &wrong),
+        &good,
+        1000,
+    )
+    .await
+    .unwrap_err();
     same_error(&a, &b, "sha256 mismatch");
 
     // Bad metadata.
@@ -362,9 +379,14 @@ async fn a_session_refuses_what_upload_design_refuses_with_the_same_error_and_st
 
     // A broken but readable mesh is stored with its findings, as by UploadDesign.
     let bad = reference("admesh__block_fill-holes-bad.stl");
-    let d = session_upload(&mut c, metadata("holes.stl", bad.len() as u64, ""), &bad, 512)
-        .await
-        .unwrap();
+    let d = session_upload(
+        &mut c,
+        metadata("holes.stl", bad.len() as u64, ""),
+        &bad,
+        512,
+    )
+    .await
+    .unwrap();
     let report = d.mesh_report.unwrap();
     assert!(report.open_edges > 0, "{report:?}");
     r.stop().await;
@@ -383,15 +405,25 @@ async fn sessions_are_bounded_per_principal_by_chunk_and_by_the_upload_budget() 
     let max = fabrouter_server::uploads::MAX_OPEN_PER_PRINCIPAL;
     let mut open = Vec::new();
     for i in 0..max {
-        open.push(begin(&mut c, metadata(&format!("{i}.stl"), 100, "")).await.unwrap());
+        open.push(
+            begin(&mut c, metadata(&format!("{i}.stl"), 100, ""))
+                .await
+                .unwrap(),
+        );
     }
     let e = begin(&mut c, metadata("one-more.stl", 100, ""))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted);
-    assert!(e.message().contains(&format!("at most {max}")), "{}", e.message());
+    assert!(
+        e.message().contains(&format!("at most {max}")),
+        "{}",
+        e.message()
+    );
     // A session that fails a check ends and frees its place.
-    let e = append(&mut c, &open[0].name, 0, &[7u8; 101]).await.unwrap_err();
+    let e = append(&mut c, &open[0].name, 0, &[7u8; 101])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     begin(&mut c, metadata("again.stl", 100, "")).await.unwrap();
 
@@ -406,7 +438,9 @@ async fn sessions_are_bounded_per_principal_by_chunk_and_by_the_upload_budget() 
     let mut others = Vec::new();
     for _ in 0..2 {
         let mut o = r.designs(&r.designer().await);
-        begin(&mut o, metadata("big.stl", 100_000, "")).await.unwrap();
+        begin(&mut o, metadata("big.stl", 100_000, ""))
+            .await
+            .unwrap();
         others.push(o);
     }
     let mut late = r.designs(&r.designer().await);

@@ -31,9 +31,12 @@ async fn get(addr: std::net::SocketAddr, path: &str, gzip: bool) -> Reply {
     } else {
         ""
     };
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{enc}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{enc}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
     let split = raw
@@ -42,7 +45,14 @@ async fn get(addr: std::net::SocketAddr, path: &str, gzip: bool) -> Reply {
         .expect("a header block");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -56,7 +66,8 @@ async fn get(addr: std::net::SocketAddr, path: &str, gzip: bool) -> Reply {
         let mut rest = &body[..];
         loop {
             let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16).unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
             if n == 0 {
                 break;
             }
@@ -80,13 +91,23 @@ async fn fabd_serves_the_embedded_app_beside_grpc() {
 
     let page = get(addr, "/", false).await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(page.header("cache-control"), Some("no-cache"));
-    assert!(page.header("content-security-policy").unwrap().contains("default-src 'self'"));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'self'")
+    );
     let html = String::from_utf8(page.body.clone()).unwrap();
     assert!(html.contains("<div id=\"app\">"), "{html}");
     // Nothing from elsewhere: every script, style and icon is a path on this server.
-    assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
 
     let assets: Vec<String> = html
         .split(['"', '\''])
@@ -113,7 +134,10 @@ async fn fabd_serves_the_embedded_app_beside_grpc() {
         flate2::read::GzDecoder::new(&zipped.body[..])
             .read_to_end(&mut unzipped)
             .unwrap();
-        assert_eq!(unzipped, plain.body, "{a}: the gzipped copy is the same file");
+        assert_eq!(
+            unzipped, plain.body,
+            "{a}: the gzipped copy is the same file"
+        );
     }
     assert_eq!(get(addr, "/favicon.svg", false).await.status, 200);
     assert_eq!(get(addr, "/assets/nope.js", false).await.status, 404);
