@@ -288,3 +288,42 @@ impl Uploads {
         .map_err(|e| Status::internal(format!("committing the upload failed: {e}")))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(map: &Uploads, id: &str, expires: Instant) -> Arc<Entry> {
+        let e = Arc::new(Entry {
+            owner: "p".into(),
+            session: Arc::new(tokio::sync::Mutex::new(Session {
+                declared: 1,
+                received: 0,
+                expires,
+                expires_unix_ms: 0,
+                phase: Phase::Committed(String::new()),
+            })),
+        });
+        map.map().insert(id.into(), e.clone());
+        e
+    }
+
+    #[test]
+    fn a_sweep_drops_expired_sessions_but_not_one_in_use() {
+        let u = Uploads::default();
+        let now = Instant::now();
+        entry(&u, "old", now + Duration::from_secs(1));
+        entry(&u, "fresh", now + IDLE_EXPIRY);
+        let busy = entry(&u, "busy", now + Duration::from_secs(1));
+        let guard = busy.session.try_lock().unwrap();
+        u.sweep(now + Duration::from_secs(2));
+        let mut left: Vec<String> = u.map().keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, ["busy", "fresh"]);
+        drop(guard);
+        u.sweep(now + Duration::from_secs(2));
+        assert_eq!(u.map().len(), 1);
+        u.sweep(now + IDLE_EXPIRY + Duration::from_secs(1));
+        assert!(u.map().is_empty());
+    }
+}
