@@ -81,6 +81,7 @@ fn designer_operator_and_admin_in_a_real_browser() {
     let setup_path = dir.path().join("browser.json");
     std::fs::write(&setup_path, setup.to_string()).unwrap();
     let web = fabrouter_testkit::repo_root().join("web");
+    let started = std::time::Instant::now();
     let out = Command::new("node")
         .arg(web.join("tests/browser.mjs"))
         .arg(&setup_path)
@@ -91,6 +92,11 @@ fn designer_operator_and_admin_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     eprintln!("{stderr}");
+    println!(
+        "browser flow: {:.1} s (screenshots in {})",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
     assert!(
         out.status.success() && stdout.contains("BROWSER OK"),
         "the browser flow failed (screenshots in {}); node log:\n{}",

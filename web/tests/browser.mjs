@@ -75,7 +75,18 @@ const browser = await chromium.launch({
   executablePath: cfg.chromium,
   headless: true,
   // Software WebGL (no GPU here); the sandbox needs user namespaces a CI container may lack.
-  args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
+  // Chromium's own background traffic (updates, sync) has nowhere to go here; keep it off.
+  args: [
+    "--no-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--ignore-gpu-blocklist",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+  ],
 });
 let current = null;
 try {
