@@ -59,12 +59,9 @@ fn the_demo_prints_every_example_model_from_pre_sliced_gcode() {
     }
     let status = child.wait().unwrap();
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let mut log = log;
+    std::io::Seek::rewind(&mut log).unwrap();
+    log.read_to_string(&mut stderr).unwrap();
     assert!(status.success(), "fab demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("3 of 3 prints completed"), "{stdout}");
     // Each model went where the story says: nearest for the cube, the one with PETG for the
