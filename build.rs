@@ -6,5 +6,6 @@ fn main() {
         fabrouter_testkit::Tool::PrusaSlicer,
         fabrouter_testkit::Tool::PythonGrpc,
         fabrouter_testkit::Tool::Postgres,
+        fabrouter_testkit::Tool::Browser,
     ]);
 }

@@ -38,6 +38,13 @@ pub struct DemoArgs {
     /// Use the pre-sliced G-code even when prusa-slicer is installed.
     #[arg(long)]
     pre_sliced: bool,
+    /// After the prints, keep the router, nodes and printers running until Ctrl-C, so that a
+    /// person can use the web app (its address and tokens are printed).
+    #[arg(long)]
+    keep_running: bool,
+    /// The router's address (default: a free port on 127.0.0.1).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// One example model, its pre-sliced G-code, and what the demo asks for.
@@ -149,6 +156,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     // The router, on loopback with an OS-chosen port.
     let mut config = fabrouter_server::config::Config::embedded(&dir.join("router"));
     config.network.lease_s = 5.0;
+    if let Some(addr) = args.listen {
+        config.listen = addr;
+    }
     let (stop_router, router_stopped) = oneshot::channel::<()>();
     let running = fabrouter_server::start(config, async {
         let _ = router_stopped.await;
@@ -165,6 +175,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     })
     .await?;
     println!("router     {server} (data in {})", dir.display());
+    println!("web app    {server}/ (sign in with a token)");
 
     // The makerspaces: virtual printers on ptys, and one node agent per makerspace.
     let mut printers = Vec::new();
@@ -278,7 +289,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     wait_for_printers(&admin, PRINTERS.len()).await?;
 
     // The designer: a token of their own, as a marketplace or the fab CLI would hold.
-    let designer_token = admin
+    let designer_secret = admin
         .admin()
         .create_token(pb::CreateTokenRequest {
             role: pb::Role::Designer as i32,
@@ -289,7 +300,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         .secret;
     let designer = Client::connect(&Target {
         server: server.clone(),
-        token: Some(designer_token),
+        token: Some(designer_secret.clone()),
         ca_cert: None,
     })
     .await?;
@@ -305,6 +316,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let ended = follow(&designer, &orders).await?;
     summary(&orders, &ended);
+
+    if args.keep_running {
+        println!(
+            "\nThe router keeps running: open {server}/ in a browser and sign in with\n  \
+             designer token  {designer_secret}\n  admin token     {}\n\
+             (an admin can make operator tokens on the Admin page). Ctrl-C stops everything.",
+            admin_token.trim()
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        println!("stopping");
+    }
 
     for tx in stops {
         let _ = tx.send(());

@@ -18,7 +18,7 @@
 //!
 //! | role        | designs                                   | jobs                              | printers, profiles | tokens, node ids | NodeSession |
 //! |-------------|-------------------------------------------|-----------------------------------|--------------------|------------------|-------------|
-//! | designer    | upload; list, read, repair, delete, download own | quote, submit on own designs; list, read, watch, cancel, pause, resume own | read | - | - |
+//! | designer    | upload (an upload session is its starter's alone); list, read, repair, delete, download own | quote, submit on own designs; list, read, watch, cancel, pause, resume own | read | - | - |
 //! | marketplace | as a designer: its own uploads only       | as a designer: its own jobs only  | read               | -                | -           |
 //! | admin       | upload; list own; read, repair, delete, download any | quote, submit on any design; list own; read, watch, cancel, pause, resume any | read | manage | - |
 //! | operator    | -                                         | -                                 | read (the fleet)   | -                | -           |
@@ -97,6 +97,10 @@ pub enum Rpc {
     GetMeshReport,
     RepairDesign,
     DownloadDesign,
+    BeginUpload,
+    AppendUpload,
+    GetUpload,
+    CommitUpload,
     EstimateDesign,
     ListProfiles,
     QuoteJob,
@@ -131,7 +135,7 @@ const NODES: &[Role] = &[Node];
 const ANYONE: &[Role] = &[Designer, Operator, Marketplace, Admin, Node, Role::Unknown];
 
 impl Rpc {
-    pub const ALL: [Rpc; 25] = [
+    pub const ALL: [Rpc; 29] = [
         Rpc::UploadDesign,
         Rpc::GetDesign,
         Rpc::ListDesigns,
@@ -139,6 +143,10 @@ impl Rpc {
         Rpc::GetMeshReport,
         Rpc::RepairDesign,
         Rpc::DownloadDesign,
+        Rpc::BeginUpload,
+        Rpc::AppendUpload,
+        Rpc::GetUpload,
+        Rpc::CommitUpload,
         Rpc::EstimateDesign,
         Rpc::ListProfiles,
         Rpc::QuoteJob,
@@ -168,7 +176,11 @@ impl Rpc {
             | Rpc::DeleteDesign
             | Rpc::GetMeshReport
             | Rpc::RepairDesign
-            | Rpc::DownloadDesign => "DesignService",
+            | Rpc::DownloadDesign
+            | Rpc::BeginUpload
+            | Rpc::AppendUpload
+            | Rpc::GetUpload
+            | Rpc::CommitUpload => "DesignService",
             Rpc::EstimateDesign | Rpc::ListProfiles => "EstimateService",
             Rpc::QuoteJob
             | Rpc::SubmitJob
@@ -198,6 +210,10 @@ impl Rpc {
             Rpc::GetMeshReport => "GetMeshReport",
             Rpc::RepairDesign => "RepairDesign",
             Rpc::DownloadDesign => "DownloadDesign",
+            Rpc::BeginUpload => "BeginUpload",
+            Rpc::AppendUpload => "AppendUpload",
+            Rpc::GetUpload => "GetUpload",
+            Rpc::CommitUpload => "CommitUpload",
             Rpc::EstimateDesign => "EstimateDesign",
             Rpc::ListProfiles => "ListProfiles",
             Rpc::QuoteJob => "QuoteJob",
@@ -229,6 +245,10 @@ impl Rpc {
             | Rpc::DeleteDesign
             | Rpc::GetMeshReport
             | Rpc::RepairDesign
+            | Rpc::BeginUpload
+            | Rpc::AppendUpload
+            | Rpc::GetUpload
+            | Rpc::CommitUpload
             | Rpc::EstimateDesign => CUSTOMERS,
             Rpc::DownloadDesign => CUSTOMERS_AND_NODES,
             Rpc::QuoteJob
@@ -257,6 +277,10 @@ impl Rpc {
             Rpc::GetMeshReport => "reading a mesh report",
             Rpc::RepairDesign => "repairing a design",
             Rpc::DownloadDesign => "downloading a design",
+            Rpc::BeginUpload => "starting an upload",
+            Rpc::AppendUpload => "appending to an upload",
+            Rpc::GetUpload => "reading an upload",
+            Rpc::CommitUpload => "committing an upload",
             Rpc::EstimateDesign => "estimating a design",
             Rpc::ListProfiles => "listing profiles",
             Rpc::QuoteJob => "quoting a job",

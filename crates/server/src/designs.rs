@@ -43,6 +43,85 @@ impl Scan {
     }
 }
 
+/// One upload on its way in: the checks run on each chunk as it arrives, the bytes so far, their
+/// hash, and its share of the in-flight budget (released when this is dropped). UploadDesign's
+/// stream and an upload session (`uploads`) feed the same pipeline, so both apply the same
+/// limits and give the same errors.
+pub(crate) struct Ingest {
+    meta: pb::UploadMetadata,
+    scanner: Scan,
+    mesh_limits: mesh::Limits,
+    bytes: Vec<u8>,
+    hasher: sha2::Sha256,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Ingest {
+    /// Validates the metadata, sets up the checks and takes room for the declared size from
+    /// the in-flight budget.
+    pub(crate) fn begin(state: &State, meta: pb::UploadMetadata) -> Result<Ingest, Status> {
+        validate_metadata(&meta)?;
+        let format =
+            pb::DesignFormat::try_from(meta.format).unwrap_or(pb::DesignFormat::Unspecified);
+        let limits = &state.config.limits;
+        let mesh_limits = mesh::Limits {
+            max_bytes: limits.max_upload_bytes,
+            max_triangles: limits.max_triangles,
+            ..mesh::Limits::default()
+        };
+        let scanner = if format == pb::DesignFormat::Gcode {
+            let limits = gcode::Limits {
+                max_bytes: limits.max_upload_bytes,
+                max_line_bytes: MAX_GCODE_LINE_BYTES,
+            };
+            Scan::Gcode(Box::new(
+                gcode::Scanner::new(meta.declared_size_bytes, limits).map_err(gcode_status)?,
+            ))
+        } else {
+            Scan::Mesh(
+                mesh::UploadScanner::new(meta.declared_size_bytes, mesh_limits)
+                    .map_err(scan_status)?,
+            )
+        };
+        // The whole file is needed in memory to check the mesh; the budget caps how much all
+        // uploads together may hold, and the scanner stops an upload the moment it breaks a limit.
+        let permits = u32::try_from(meta.declared_size_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let budget = state
+            .upload_budget
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| {
+                Status::unavailable("the server is busy with other uploads; retry in a minute")
+            })?;
+        Ok(Ingest {
+            bytes: Vec::with_capacity(meta.declared_size_bytes as usize),
+            meta,
+            scanner,
+            mesh_limits,
+            hasher: sha2::Sha256::new(),
+            _budget: budget,
+        })
+    }
+
+    /// Checks and keeps the next chunk; an error means the upload is over.
+    pub(crate) fn feed(&mut self, state: &State, chunk: &[u8]) -> Result<(), Status> {
+        self.scanner.feed(chunk)?;
+        state.metrics.upload_bytes.inc_by(chunk.len() as u64);
+        self.hasher.update(chunk);
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The bytes received so far.
+    pub(crate) fn received(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub(crate) fn meta(&self) -> &pb::UploadMetadata {
+        &self.meta
+    }
+}
+
 #[derive(Clone)]
 pub struct Designs {
     pub state: Arc<State>,
@@ -97,50 +176,12 @@ impl Designs {
                 "the first upload message must carry metadata (file name, declared size)",
             ));
         };
-        validate_metadata(&meta)?;
-        let format =
-            pb::DesignFormat::try_from(meta.format).unwrap_or(pb::DesignFormat::Unspecified);
-        let limits = &self.state.config.limits;
-        let mesh_limits = mesh::Limits {
-            max_bytes: limits.max_upload_bytes,
-            max_triangles: limits.max_triangles,
-            ..mesh::Limits::default()
-        };
-        let mut scanner = if format == pb::DesignFormat::Gcode {
-            let limits = gcode::Limits {
-                max_bytes: limits.max_upload_bytes,
-                max_line_bytes: MAX_GCODE_LINE_BYTES,
-            };
-            Scan::Gcode(Box::new(
-                gcode::Scanner::new(meta.declared_size_bytes, limits).map_err(gcode_status)?,
-            ))
-        } else {
-            Scan::Mesh(
-                mesh::UploadScanner::new(meta.declared_size_bytes, mesh_limits)
-                    .map_err(scan_status)?,
-            )
-        };
-        // The whole file is needed in memory to check the mesh; the budget caps how much all
-        // uploads together may hold, and the scanner stops an upload the moment it breaks a limit.
-        let permits = u32::try_from(meta.declared_size_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        let _budget = self
-            .state
-            .upload_budget
-            .clone()
-            .try_acquire_many_owned(permits)
-            .map_err(|_| {
-                Status::unavailable("the server is busy with other uploads; retry in a minute")
-            })?;
-        let mut bytes = Vec::with_capacity(meta.declared_size_bytes as usize);
-        let mut hasher = sha2::Sha256::new();
+        let mut ingest = Ingest::begin(&self.state, meta)?;
         while let Some(msg) = stream.next().await {
             let msg = msg?;
             match msg.payload {
                 Some(pb::upload_design_request::Payload::Chunk(chunk)) => {
-                    scanner.feed(&chunk)?;
-                    self.state.metrics.upload_bytes.inc_by(chunk.len() as u64);
-                    hasher.update(&chunk);
-                    bytes.extend_from_slice(&chunk);
+                    ingest.feed(&self.state, &chunk)?;
                 }
                 Some(pb::upload_design_request::Payload::Metadata(_)) => {
                     return Err(bad_request(
@@ -151,6 +192,24 @@ impl Designs {
                 None => {}
             }
         }
+        self.store_upload(who, ingest).await
+    }
+
+    /// Finishes the checks of a received upload (size, sha256, the mesh or G-code report) and
+    /// stores the design: the end of UploadDesign and of an upload session alike.
+    pub(crate) async fn store_upload(
+        &self,
+        who: &Principal,
+        ingest: Ingest,
+    ) -> Result<pb::Design, Status> {
+        let Ingest {
+            meta,
+            scanner,
+            mesh_limits,
+            bytes,
+            hasher,
+            _budget,
+        } = ingest;
         let gcode_summary = match scanner {
             Scan::Mesh(s) => {
                 s.finish().map_err(scan_status)?;
@@ -611,6 +670,73 @@ impl DesignService for Designs {
         }
         .await;
         self.state.metrics.observe("RepairDesign", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn begin_upload(
+        &self,
+        request: Request<pb::BeginUploadRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        let t = Instant::now();
+        let res = (|| {
+            let who = self.state.authorize(request.metadata(), Rpc::BeginUpload)?;
+            let meta = request.into_inner().metadata;
+            self.state.uploads.begin(&self.state, &who, meta)
+        })();
+        self.state.metrics.observe("BeginUpload", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn append_upload(
+        &self,
+        request: Request<pb::AppendUploadRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::AppendUpload)?;
+            let req = request.into_inner();
+            self.state.uploads.append(&self.state, &who, req).await
+        }
+        .await;
+        self.state.metrics.observe("AppendUpload", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn get_upload(
+        &self,
+        request: Request<pb::GetUploadRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self.state.authorize(request.metadata(), Rpc::GetUpload)?;
+            self.state
+                .uploads
+                .status(&who, &request.get_ref().name)
+                .await
+        }
+        .await;
+        self.state.metrics.observe("GetUpload", t, &res);
+        res.map(Response::new)
+    }
+
+    async fn commit_upload(
+        &self,
+        request: Request<pb::CommitUploadRequest>,
+    ) -> Result<Response<pb::Design>, Status> {
+        let t = Instant::now();
+        let res = async {
+            let who = self
+                .state
+                .authorize(request.metadata(), Rpc::CommitUpload)?;
+            self.state
+                .uploads
+                .commit(self, &who, &request.get_ref().name)
+                .await
+        }
+        .await;
+        self.state.metrics.observe("CommitUpload", t, &res);
         res.map(Response::new)
     }
 

@@ -92,3 +92,8 @@ pub fn estimate_status(e: EstimateError) -> Status {
         e => Status::failed_precondition(e.to_string()),
     }
 }
+
+/// FAILED_PRECONDITION: the call is well formed but does not fit the resource's state now.
+pub fn precondition(reason: impl Into<String>) -> Status {
+    Status::failed_precondition(reason.into())
+}

@@ -13,9 +13,10 @@
 //!
 //! Components: [`config`] (read once at start), [`auth`] (tokens to principals), [`access`]
 //! (the core's rules of who may call what and touch which resource), [`designs`] (uploads and
-//! mesh checks), [`admin`] (tokens, node identities), [`jobs`] and [`nodes`] (the edges of the
+//! mesh checks), [`uploads`] (resumable upload sessions), [`admin`] (tokens, node identities), [`jobs`] and [`nodes`] (the edges of the
 //! core's `Network`), [`catalog`] (designs and estimates as the core sees them), [`metrics`],
-//! [`estimates`] (slice-estimates per design and profile, cached).
+//! [`estimates`] (slice-estimates per design and profile, cached), [`web`] (the web app, embedded,
+//! served on the same port).
 
 pub mod admin;
 pub mod auth;
@@ -29,6 +30,8 @@ pub mod estimates;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;
+pub mod uploads;
+pub mod web;
 
 pub use fabrouter_router::{NetworkConfig, access};
 
@@ -55,6 +58,8 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// Upload bytes (in KiB permits) that may be held in memory at once.
     pub upload_budget: Arc<Semaphore>,
+    /// Resumable upload sessions (BeginUpload .. CommitUpload).
+    pub uploads: Arc<uploads::Uploads>,
 }
 
 impl State {
@@ -220,6 +225,7 @@ pub async fn start_with_store(
     let state = Arc::new(State {
         metrics: metrics::Metrics::new(),
         upload_budget: Arc::new(Semaphore::new(permits)),
+        uploads: Arc::default(),
         store,
         config,
     });
@@ -308,9 +314,8 @@ pub async fn start_with_store(
         );
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
-    let router = builder
-        .layer(cors(&state.config))
-        .layer(tonic_web::GrpcWebLayer::new())
+    let mut services = tonic::service::RoutesBuilder::default();
+    services
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -333,6 +338,15 @@ pub async fn start_with_store(
             })
             .max_decoding_message_size(bounds::MAX_MESSAGE_BYTES),
         );
+    // The web app shares the port: gRPC paths go to the services, `/` and `/assets/` to it.
+    // gRPC-web wraps the services only: it answers any other HTTP/1 request 400.
+    let grpc = services
+        .routes()
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new());
+    let router = builder
+        .layer(cors(&state.config))
+        .add_routes(tonic::service::Routes::from(web::routes(grpc)));
 
     let store = state.store.clone();
     // Replies larger than a segment (a quote's explanations) otherwise wait for the client's

@@ -20,7 +20,8 @@ use tonic::{Code, Status};
 
 /// What each caller (columns) gets from each RPC (rows): OK, NF (NOT_FOUND), PD
 /// (PERMISSION_DENIED), UA (UNAUTHENTICATED). The resource of a call is the owner's design, or
-/// the owner's job on that design, assigned to the holder node's printer. `designer` is another
+/// the owner's job on that design, assigned to the holder node's printer, or an upload session
+/// the owner began (private to the owner, even from an admin). `designer` is another
 /// designer, `node` a node that holds no job. Rows run in this order: NodeSession last, as the
 /// holder's new session replaces the one holding the job.
 const TABLE: &str = "
@@ -32,6 +33,10 @@ DesignService/DeleteDesign     OK    NF       NF          PD       OK    PD     
 DesignService/GetMeshReport    OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
 DesignService/RepairDesign     OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
 DesignService/DownloadDesign   OK    NF       NF          PD       OK    OK     NF   UA      UA   UA
+DesignService/BeginUpload      OK    OK       OK          PD       OK    PD     PD   UA      UA   UA
+DesignService/AppendUpload     OK    NF       NF          PD       NF    PD     PD   UA      UA   UA
+DesignService/GetUpload        OK    NF       NF          PD       NF    PD     PD   UA      UA   UA
+DesignService/CommitUpload     OK    NF       NF          PD       NF    PD     PD   UA      UA   UA
 EstimateService/EstimateDesign OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
 EstimateService/ListProfiles   OK    OK       OK          OK       OK    PD     PD   UA      UA   UA
 JobService/QuoteJob            OK    NF       NF          PD       OK    PD     PD   UA      UA   UA
@@ -154,6 +159,9 @@ struct Target {
     /// A designer token for RevokeToken to aim at.
     victim_token: String,
     node_id: String,
+    /// An upload session of the owner's (`uploads/{id}`) holding `stl`: all of it for a
+    /// commit or a read, nothing yet for an append.
+    upload: String,
 }
 
 /// What a refused call must not change, as stored.
@@ -309,13 +317,59 @@ impl World {
         } else {
             String::new()
         };
+        let stl = cube_stl(5.0 + n as f32 / 8.0);
+        let upload = if matches!(
+            rpc,
+            "DesignService/AppendUpload" | "DesignService/GetUpload" | "DesignService/CommitUpload"
+        ) {
+            let mut c = self.r.designs(&self.owner);
+            let s = c
+                .begin_upload(pb::BeginUploadRequest {
+                    metadata: Some(upload_metadata(&stl)),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if rpc != "DesignService/AppendUpload" {
+                append_all(&mut c, &s.name, &stl).await;
+            }
+            s.name
+        } else {
+            String::new()
+        };
         Target {
             design,
             job,
             idempotency_key: format!("cell-{n}"),
-            stl: cube_stl(5.0 + n as f32 / 8.0),
+            stl,
             victim_token,
             node_id: format!("cell-node-{n}"),
+            upload,
+        }
+    }
+
+    /// Commits the cell's upload session as its owner (sessions per principal are bounded).
+    async fn finish_upload(&self, t: &Target) {
+        if t.upload.is_empty() {
+            return;
+        }
+        let mut c = self.r.designs(&self.owner);
+        let held = c
+            .get_upload(pb::GetUploadRequest {
+                name: t.upload.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if held.design.is_empty() {
+            if held.received_bytes == 0 {
+                append_all(&mut c, &t.upload, &t.stl).await;
+            }
+            c.commit_upload(pb::CommitUploadRequest {
+                name: t.upload.clone(),
+            })
+            .await
+            .unwrap();
         }
     }
 
@@ -389,6 +443,48 @@ impl World {
                     .into_inner();
                 let first = s.message().await?.expect("a first chunk");
                 assert_eq!(first.total_size_bytes, cube_stl(20.0).len() as u64);
+            }
+            "DesignService/BeginUpload" => {
+                let s = designs()
+                    .begin_upload(pb::BeginUploadRequest {
+                        metadata: Some(upload_metadata(&t.stl)),
+                    })
+                    .await?
+                    .into_inner();
+                // Commit it, so the owner's open sessions stay under the bound.
+                let mut c = designs();
+                c.append_upload(pb::AppendUploadRequest {
+                    name: s.name.clone(),
+                    offset: 0,
+                    chunk: t.stl.clone(),
+                })
+                .await?;
+                c.commit_upload(pb::CommitUploadRequest { name: s.name })
+                    .await?;
+            }
+            "DesignService/AppendUpload" => {
+                designs()
+                    .append_upload(pb::AppendUploadRequest {
+                        name: t.upload.clone(),
+                        offset: 0,
+                        chunk: t.stl.clone(),
+                    })
+                    .await?;
+            }
+            "DesignService/GetUpload" => {
+                let s = designs()
+                    .get_upload(pb::GetUploadRequest {
+                        name: t.upload.clone(),
+                    })
+                    .await?;
+                assert_eq!(s.into_inner().received_bytes, t.stl.len() as u64);
+            }
+            "DesignService/CommitUpload" => {
+                designs()
+                    .commit_upload(pb::CommitUploadRequest {
+                        name: t.upload.clone(),
+                    })
+                    .await?;
             }
             "EstimateService/EstimateDesign" => {
                 estimates()
@@ -519,6 +615,25 @@ impl World {
     }
 }
 
+fn upload_metadata(stl: &[u8]) -> pb::UploadMetadata {
+    pb::UploadMetadata {
+        file_name: "cell.stl".into(),
+        declared_size_bytes: stl.len() as u64,
+        sha256: String::new(),
+        format: pb::DesignFormat::Stl as i32,
+    }
+}
+
+async fn append_all(c: &mut DesignServiceClient<Authed>, name: &str, stl: &[u8]) {
+    c.append_upload(pb::AppendUploadRequest {
+        name: name.into(),
+        offset: 0,
+        chunk: stl.to_vec(),
+    })
+    .await
+    .unwrap();
+}
+
 /// A new token: its name (`tokens/{id}`) and secret.
 async fn named_token(r: &Router, role: pb::Role) -> (String, String) {
     let t = r
@@ -583,6 +698,7 @@ async fn every_caller_gets_its_answer_from_every_rpc_and_a_refusal_changes_nothi
                     ));
                 }
             }
+            w.finish_upload(&t).await;
         }
     }
     assert!(

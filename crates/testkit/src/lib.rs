@@ -45,6 +45,9 @@ pub enum Tool {
     /// PostgreSQL's server binaries (`initdb`, `postgres`): the PostgreSQL store's tests start
     /// a throwaway cluster with them ([`pg`]).
     Postgres,
+    /// Chromium (`chromium` on PATH), Node.js, and `web/node_modules` with playwright-core: the
+    /// web app's browser tests.
+    Browser,
 }
 
 /// The variable that names the `prusalink` executable (e.g. in a virtual environment).
@@ -59,11 +62,12 @@ pub fn prusalink() -> Option<PathBuf> {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 4] = [
+    pub const ALL: [Tool; 5] = [
         Tool::PrusaSlicer,
         Tool::PythonGrpc,
         Tool::PrusaLink,
         Tool::Postgres,
+        Tool::Browser,
     ];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
@@ -73,6 +77,7 @@ impl Tool {
             Tool::PythonGrpc => "missing_python_grpc",
             Tool::PrusaLink => "missing_prusalink",
             Tool::Postgres => "missing_postgres",
+            Tool::Browser => "missing_browser",
         }
     }
 
@@ -93,6 +98,10 @@ impl Tool {
             Tool::Postgres => {
                 "PostgreSQL's server binaries (initdb, postgres) are not installed \
                  (apt-get install postgresql; or set FABROUTER_PG_BIN to their directory)"
+            }
+            Tool::Browser => {
+                "chromium, node or web/node_modules is missing \
+                 (apt-get install chromium nodejs npm; then npm ci in web/)"
             }
         }
     }
@@ -116,6 +125,13 @@ impl Tool {
                         .stderr(Stdio::null())
                         .status()
                         .is_ok_and(|s| s.success())
+            }
+            Tool::Browser => {
+                find_on_path("chromium").is_some()
+                    && find_on_path("node").is_some()
+                    && repo_root()
+                        .join("web/node_modules/playwright-core/package.json")
+                        .is_file()
             }
         }
     }
@@ -222,6 +238,13 @@ pub mod build {
             for dir in python_site_dirs() {
                 println!("cargo::rerun-if-changed={dir}");
             }
+        }
+        if tools.contains(&Tool::Browser) {
+            // `npm ci` in web/ installs playwright-core there, not on PATH.
+            println!(
+                "cargo::rerun-if-changed={}",
+                super::repo_root().join("web/node_modules").display()
+            );
         }
         let ci = ci();
         for &tool in tools {
