@@ -35,16 +35,31 @@ pub enum Tool {
     PrusaSlicer,
     /// `python3` with the `grpc` and `grpc_tools` modules: the Python client example.
     PythonGrpc,
+    /// OctoPrint in its virtual environment under [`hosts_dir`] (`.ci/run` installs it): the
+    /// node's OctoPrint driver is tested against it.
+    OctoPrint,
+}
+
+/// Where the printer hosts the drivers are tested against live, one Python virtual
+/// environment each (`octoprint/`, ...): `FABROUTER_HOSTS_DIR`, else
+/// `~/.cache/fabrouter/hosts`. They are tools, like PrusaSlicer, not test data.
+pub fn hosts_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FABROUTER_HOSTS_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/fabrouter/hosts")
 }
 
 impl Tool {
-    pub const ALL: [Tool; 2] = [Tool::PrusaSlicer, Tool::PythonGrpc];
+    pub const ALL: [Tool; 3] = [Tool::PrusaSlicer, Tool::PythonGrpc, Tool::OctoPrint];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
     pub fn missing_cfg(self) -> &'static str {
         match self {
             Tool::PrusaSlicer => "missing_prusa_slicer",
             Tool::PythonGrpc => "missing_python_grpc",
+            Tool::OctoPrint => "missing_octoprint",
         }
     }
 
@@ -55,6 +70,10 @@ impl Tool {
             Tool::PythonGrpc => {
                 "python3 with grpcio-tools is not installed \
                  (python3 -m pip install -r examples/python/requirements.txt)"
+            }
+            Tool::OctoPrint => {
+                "OctoPrint is not installed in ~/.cache/fabrouter/hosts/octoprint \
+                 (or $FABROUTER_HOSTS_DIR/octoprint): see the printer-hosts section of .ci/run"
             }
         }
     }
@@ -69,6 +88,7 @@ impl Tool {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
+            Tool::OctoPrint => hosts_dir().join("octoprint/bin/octoprint").is_file(),
         }
     }
 }
@@ -145,7 +165,7 @@ pub fn cube_stl(size_mm: f32) -> Vec<u8> {
 
 /// For a crate's `build.rs`.
 pub mod build {
-    use super::{Tool, ci};
+    use super::{Tool, ci, hosts_dir};
 
     /// Declares the `missing_*` cfgs and sets those of the `tools` that are missing on this
     /// machine (none under `CI=true`). Reruns when PATH or CI change, or a PATH directory gains
@@ -165,6 +185,18 @@ pub mod build {
             // pip installs into site-packages, not PATH.
             for dir in python_site_dirs() {
                 println!("cargo::rerun-if-changed={dir}");
+            }
+        }
+        if tools.contains(&Tool::OctoPrint) {
+            println!("cargo::rerun-if-env-changed=FABROUTER_HOSTS_DIR");
+            println!("cargo::rerun-if-env-changed=HOME");
+            let dir = hosts_dir();
+            // Watch the nearest existing directory, so a later install is noticed.
+            if let Some(d) = dir.ancestors().find(|d| d.is_dir()) {
+                println!("cargo::rerun-if-changed={}", d.display());
+            }
+            if dir.is_dir() {
+                println!("cargo::rerun-if-changed={}", dir.join("octoprint").display());
             }
         }
         let ci = ci();
