@@ -628,12 +628,18 @@ impl NodeConfig {
         let given: [(&str, Option<Range<usize>>); 8] = [
             ("port", p.port.as_ref().map(|v| v.span())),
             ("baud", p.baud.as_ref().map(|v| v.span())),
-            ("detect_timeout_s", p.detect_timeout_s.as_ref().map(|v| v.span())),
+            (
+                "detect_timeout_s",
+                p.detect_timeout_s.as_ref().map(|v| v.span()),
+            ),
             ("url", p.url.as_ref().map(|v| v.span())),
             ("api_key", p.api_key.as_ref().map(|v| v.span())),
             ("api_key_file", p.api_key_file.as_ref().map(|v| v.span())),
             ("api_key_env", p.api_key_env.as_ref().map(|v| v.span())),
-            ("poll_interval_s", p.poll_interval_s.as_ref().map(|v| v.span())),
+            (
+                "poll_interval_s",
+                p.poll_interval_s.as_ref().map(|v| v.span()),
+            ),
         ];
         let takes: &[&str] = match name {
             "serial" => &["port", "baud", "detect_timeout_s"],
@@ -682,10 +688,9 @@ impl NodeConfig {
             }
             _ => {
                 let Some(url) = &p.url else {
-                    return Err(src.err(
-                        at,
-                        "an octoprint printer needs url = \"http://host:port\"",
-                    ));
+                    return Err(
+                        src.err(at, "an octoprint printer needs url = \"http://host:port\"")
+                    );
                 };
                 src.check(
                     url,
@@ -770,6 +775,87 @@ max_hotend_c = 280"#,
         let (line, reason) = err(&with.replace("hotend_c = 245", "hotend_c = 300"));
         assert_eq!(line, 15, "{reason}");
         assert!(reason.contains("(0, 280]"), "{reason}");
+    }
+
+    /// GOOD with its printer on OctoPrint: `keys` replace the serial port and baud.
+    fn octoprint(keys: &str) -> String {
+        GOOD.replace(
+            "port = \"/dev/ttyUSB0\"\nbaud = 250000\n",
+            &format!("driver = \"octoprint\"\nurl = \"http://127.0.0.1:5000/\"\n{keys}"),
+        )
+    }
+
+    #[test]
+    fn an_octoprint_printer_takes_its_key_inline_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "from-file\n").unwrap();
+        let key = |text: &str| match NodeConfig::from_toml_str(text, dir.path()) {
+            Ok(c) => match &c.printers[0].driver {
+                DriverConfig::OctoPrint { url, api_key, poll } => {
+                    assert_eq!(url, "http://127.0.0.1:5000");
+                    assert_eq!(*poll, Duration::from_secs(1));
+                    api_key.expose().to_string()
+                }
+                other => panic!("{other:?}"),
+            },
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(key(&octoprint("api_key = \"inline\"\n")), "inline");
+        assert_eq!(key(&octoprint("api_key_file = \"key\"\n")), "from-file");
+        // Cargo sets CARGO_PKG_NAME for the test process (setting a variable is unsafe in
+        // edition 2024, and the workspace denies unsafe code).
+        let var = "CARGO_PKG_NAME";
+        assert_eq!(
+            key(&octoprint(&format!("api_key_env = \"{var}\"\n"))),
+            "fabrouter-node"
+        );
+
+        // The printer's Debug (as a log line would show it) never holds the key.
+        let c = NodeConfig::from_toml_str(&octoprint("api_key = \"s3cr3t-key\"\n"), dir.path())
+            .unwrap();
+        let shown = format!("{:?}", c.printers[0]);
+        assert!(
+            !shown.contains("s3cr3t-key") && shown.contains("redacted"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn driver_settings_are_checked_with_line_numbers() {
+        let (line, reason) =
+            err(&GOOD.replace("baud = 250000\n", "baud = 250000\ndriver = \"telnet\"\n"));
+        assert_eq!(line, 11, "{reason}");
+        assert!(reason.contains("unknown driver"), "{reason}");
+
+        let (line, reason) = err(&octoprint("api_key = \"k\"\nbaud = 1\n"));
+        assert_eq!(line, 12, "{reason}");
+        assert!(
+            reason.contains("baud is not a setting of driver \"octoprint\""),
+            "{reason}"
+        );
+
+        let (_, reason) = err(&octoprint(""));
+        assert!(
+            reason.contains("api_key, api_key_file or api_key_env"),
+            "{reason}"
+        );
+
+        let (_, reason) = err(&octoprint("api_key = \"k\"\napi_key_env = \"X\"\n"));
+        assert!(reason.contains("only one of"), "{reason}");
+
+        let (line, reason) = err(&octoprint("api_key_env = \"FABROUTER_SURELY_UNSET_VAR\"\n"));
+        assert_eq!(line, 11, "{reason}");
+        assert!(
+            reason.contains("FABROUTER_SURELY_UNSET_VAR is not set"),
+            "{reason}"
+        );
+
+        let (_, reason) = err(&GOOD.replace("port = \"/dev/ttyUSB0\"\n", ""));
+        assert!(reason.contains("needs port"), "{reason}");
+
+        let (_, reason) =
+            err(&octoprint("api_key = \"k\"\n").replace("http://127.0.0.1:5000/", "octopi.local"));
+        assert!(reason.contains("url must be"), "{reason}");
     }
 
     #[test]

@@ -103,12 +103,7 @@ impl HeldJobs {
                 tracing::warn!(file = %path.display(), "unreadable held-job file skipped");
                 continue;
             };
-            let reattach = matches!(
-                job.status,
-                HeldStatus::Printing {
-                    host_file: Some(_)
-                }
-            );
+            let reattach = matches!(job.status, HeldStatus::Printing { host_file: Some(_) });
             if !reattach && !matches!(job.status, HeldStatus::Finished { .. }) {
                 let was = match job.status {
                     HeldStatus::Queued => "queued",

@@ -164,7 +164,9 @@ impl PrinterTask {
     }
 
     fn host_keeps_printing(&self) -> bool {
-        self.driver.as_ref().is_some_and(Driver::host_keeps_printing)
+        self.driver
+            .as_ref()
+            .is_some_and(Driver::host_keeps_printing)
     }
 
     /// One attempt to reach the printer; on failure the printer is offline with the reason.
@@ -300,12 +302,14 @@ impl PrinterTask {
             // A host can be busy or in error without this node's job (someone at the printer).
             Some(DriverEvent::State(s)) => match s {
                 HostState::Idle => self.set_state(pb::PrinterState::Idle, ""),
-                HostState::Printing => {
-                    self.set_state(pb::PrinterState::Printing, "printing a job started at the host")
-                }
-                HostState::Paused => {
-                    self.set_state(pb::PrinterState::Paused, "a job started at the host is paused")
-                }
+                HostState::Printing => self.set_state(
+                    pb::PrinterState::Printing,
+                    "printing a job started at the host",
+                ),
+                HostState::Paused => self.set_state(
+                    pb::PrinterState::Paused,
+                    "a job started at the host is paused",
+                ),
                 HostState::Error(e) => self.set_state(pb::PrinterState::Maintenance, &e),
             },
             Some(DriverEvent::Progress(_) | DriverEvent::Finished(_)) => {}
@@ -532,7 +536,10 @@ impl PrinterTask {
         let mut next_try = Instant::now();
         if reattach {
             self.events = None;
-            self.set_state(pb::PrinterState::Offline, "re-attaching to the print in progress");
+            self.set_state(
+                pb::PrinterState::Offline,
+                "re-attaching to the print in progress",
+            );
         }
         loop {
             tokio::select! {
@@ -761,7 +768,6 @@ async fn check_gcode(file: &Path, cfg: &PrinterConfig) -> Result<(), Ending> {
         why.join("; ")
     )))
 }
-
 
 /// Waits for the link's next event; pends forever without a link.
 async fn next_event(events: &mut Option<Events>) -> Option<DriverEvent> {

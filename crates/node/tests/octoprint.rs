@@ -185,7 +185,11 @@ fn gcode(layers: u32) -> String {
     let mut e = 0.0;
     for l in 1..=layers {
         g.push_str(";LAYER_CHANGE\n");
-        g.push_str(&format!(";Z:{:.1}\nG1 Z{:.1} F3000\n", l as f64 * 0.2, l as f64 * 0.2));
+        g.push_str(&format!(
+            ";Z:{:.1}\nG1 Z{:.1} F3000\n",
+            l as f64 * 0.2,
+            l as f64 * 0.2
+        ));
         for side in 0..4 {
             for step in 1..=10 {
                 let (x, y) = match side {
@@ -502,7 +506,10 @@ impl Agent {
 async fn wait_for(what: &str, secs: u64, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond().await {
-        assert!(Instant::now() < deadline, "{what} did not happen in {secs} s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen in {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -536,19 +543,25 @@ async fn a_routed_job_prints_on_octoprint_with_progress_and_a_customer_cancel_st
             .and_then(|p| p.trim().parse::<f64>().ok())
             .is_some_and(|p| p > 0.0 && p < 100.0)
     });
-    assert!(partial, "the watch shows progress between 0 and 100 %: {events:?}");
-    let files = op.get("/api/files/local").await;
-    let name = format!(
-        "fab-{}-e1.gcode",
-        job.name.trim_start_matches("jobs/")
+    assert!(
+        partial,
+        "the watch shows progress between 0 and 100 %: {events:?}"
     );
-    assert!(files.to_string().contains(&name), "{name} not on OctoPrint: {files}");
+    let files = op.get("/api/files/local").await;
+    let name = format!("fab-{}-e1.gcode", job.name.trim_start_matches("jobs/"));
+    assert!(
+        files.to_string().contains(&name),
+        "{name} not on OctoPrint: {files}"
+    );
 
     // A long print, cancelled by the customer: OctoPrint stops printing.
     let design = s.upload_gcode(400).await;
     let job = s.submit(&design, "b").await;
     s.wait_state(&job, pb::JobState::Printing, 30).await;
-    wait_for("OctoPrint printing", 20, async || op.state().await == "Printing").await;
+    wait_for("OctoPrint printing", 20, async || {
+        op.state().await == "Printing"
+    })
+    .await;
     s.r.jobs(&s.designer)
         .cancel_job(pb::CancelJobRequest {
             name: job.name.clone(),
@@ -578,8 +591,8 @@ async fn octoprint_killed_mid_print_is_offline_then_the_job_moves_on_past_the_gr
     logs();
     let dir = tempfile::tempdir().unwrap();
     let mut op = OctoPrint::start(&dir.path().join("octoprint"), free_port()).await;
-    let vp = virtual_printer::VirtualPrinter::spawn_pty(virtual_printer::PrinterConfig::fast())
-        .unwrap();
+    let vp =
+        virtual_printer::VirtualPrinter::spawn_pty(virtual_printer::PrinterConfig::fast()).unwrap();
     let s = Site::start(dir).await;
     let serial = printer(
         "mk3",
@@ -594,7 +607,7 @@ async fn octoprint_killed_mid_print_is_offline_then_the_job_moves_on_past_the_gr
     let agent = Agent::spawn(s.node(vec![octoprint_printer(&op, 3), serial]));
     s.r.wait_printers(&s.designer, 2).await;
 
-    let design = s.upload_gcode(400).await;
+    let design = s.upload_gcode(150).await;
     let job = s.submit(&design, "a").await;
     assert_eq!(job.printer, "nodes/berlin/printers/octo", "nearest first");
     s.wait_state(&job, pb::JobState::Printing, 30).await;
@@ -610,21 +623,23 @@ async fn octoprint_killed_mid_print_is_offline_then_the_job_moves_on_past_the_gr
             .unwrap()
             .into_inner()
             .printers;
-        printers.iter().any(|p| {
-            p.name.ends_with("/octo") && p.state == pb::PrinterState::Offline as i32
-        })
+        printers
+            .iter()
+            .any(|p| p.name.ends_with("/octo") && p.state == pb::PrinterState::Offline as i32)
     })
     .await;
-    let j = s
-        .r
-        .jobs(&s.designer)
-        .get_job(pb::GetJobRequest {
-            name: job.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(j.printer, "nodes/berlin/printers/octo", "held through the grace");
+    let j =
+        s.r.jobs(&s.designer)
+            .get_job(pb::GetJobRequest {
+                name: job.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        j.printer, "nodes/berlin/printers/octo",
+        "held through the grace"
+    );
     // ...and past the grace it moves to the other printer, where it completes.
     let done = s.wait_state(&job, pb::JobState::Completed, 90).await;
     assert_eq!(done.printer, "nodes/berlin/printers/mk3");

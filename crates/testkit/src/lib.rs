@@ -196,7 +196,10 @@ pub mod build {
                 println!("cargo::rerun-if-changed={}", d.display());
             }
             if dir.is_dir() {
-                println!("cargo::rerun-if-changed={}", dir.join("octoprint").display());
+                println!(
+                    "cargo::rerun-if-changed={}",
+                    dir.join("octoprint").display()
+                );
             }
         }
         let ci = ci();

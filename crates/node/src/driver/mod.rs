@@ -273,10 +273,7 @@ mod tests {
 
     #[test]
     fn host_names_are_unique_per_assignment_and_safe() {
-        assert_eq!(
-            host_file_name("jobs/01J0-abc", 3),
-            "fab-01J0-abc-e3.gcode"
-        );
+        assert_eq!(host_file_name("jobs/01J0-abc", 3), "fab-01J0-abc-e3.gcode");
         assert_ne!(host_file_name("jobs/a", 1), host_file_name("jobs/a", 2));
         assert_eq!(host_file_name("jobs/a b/../c", 1), "fab-c-e1.gcode");
         assert_eq!(host_file_name("../x y", 1), "fab-x_y-e1.gcode");

@@ -87,8 +87,12 @@ fn classify(status: StatusCode, body: &str, what: &str) -> DriverError {
         401 | 403 => DriverError::Fault(format!(
             "OctoPrint refused the API key ({status}) when {what}: check the printer's api_key"
         )),
-        409 => DriverError::Fault(format!("OctoPrint says the printer is not ready for {what}: {reason}")),
-        400 | 413 | 415 | 422 => DriverError::Refused(format!("OctoPrint refused {what}: {reason}")),
+        409 => DriverError::Fault(format!(
+            "OctoPrint says the printer is not ready for {what}: {reason}"
+        )),
+        400 | 413 | 415 | 422 => {
+            DriverError::Refused(format!("OctoPrint refused {what}: {reason}"))
+        }
         404 => DriverError::Fault(format!(
             "OctoPrint has no such endpoint for {what} ({status}): is the url an OctoPrint server?"
         )),
@@ -112,9 +116,9 @@ async fn ok(resp: Result<Response, reqwest::Error>, what: &str) -> Result<Respon
 }
 
 async fn json_of(resp: Response, what: &str) -> Result<Value, DriverError> {
-    resp.json::<Value>()
-        .await
-        .map_err(|e| DriverError::Unreachable(format!("OctoPrint's answer to {what} is not JSON: {e}")))
+    resp.json::<Value>().await.map_err(|e| {
+        DriverError::Unreachable(format!("OctoPrint's answer to {what} is not JSON: {e}"))
+    })
 }
 
 /// (actual, target) of one heater in `/api/printer`'s `temperature`.
@@ -194,7 +198,11 @@ impl OctoPrintDriver {
     }
 
     async fn post(&self, path: &str, body: Value, what: &str) -> Result<(), DriverError> {
-        ok(self.client.post(self.url(path)).json(&body).send().await, what).await?;
+        ok(
+            self.client.post(self.url(path)).json(&body).send().await,
+            what,
+        )
+        .await?;
         Ok(())
     }
 
@@ -208,7 +216,9 @@ impl OctoPrintDriver {
         let deadline = tokio::time::Instant::now() + PRINTER_CONNECT;
         let mut asked = false;
         loop {
-            let c = self.get("/api/connection", "the connection request").await?;
+            let c = self
+                .get("/api/connection", "the connection request")
+                .await?;
             let state = c["current"]["state"].as_str().unwrap_or("").to_string();
             let s = state.to_ascii_lowercase();
             if s.starts_with("operational")
@@ -501,9 +511,9 @@ impl Poller {
         }
         if running {
             // Another file runs: someone started a print by hand over ours.
-            return t.seen_running.then(|| {
-                JobEnd::Cancelled("another print was started on OctoPrint".into())
-            });
+            return t
+                .seen_running
+                .then(|| JobEnd::Cancelled("another print was started on OctoPrint".into()));
         }
         let done = ours && completion.is_some_and(|c| c >= 100.0);
         if done {

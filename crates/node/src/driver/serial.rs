@@ -8,7 +8,9 @@ use firmware_bridge::serial::{DtrPolicy, open_serial};
 use firmware_bridge::{BridgeConfig, ErrorClass, Event, Outcome, PrinterHandle, connect};
 use tokio::sync::mpsc;
 
-use super::{DriverError, DriverEvent, Events, HostState, JobEnd, PrintFile, ProgressUpdate, Temps};
+use super::{
+    DriverError, DriverEvent, Events, HostState, JobEnd, PrintFile, ProgressUpdate, Temps,
+};
 
 /// A printer on a serial port.
 pub struct SerialDriver {
