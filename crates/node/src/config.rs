@@ -115,7 +115,7 @@ pub enum DriverConfig {
     },
     /// An OctoPrint server in front of the printer (`driver = "octoprint"`).
     OctoPrint {
-        /// Base URL, e.g. "http://octopi.local" or "http://127.0.0.1:5000".
+        /// Base URL, e.g. `http://octopi.local` or `http://127.0.0.1:5000`.
         url: String,
         /// The API key (an application or user key).
         api_key: Secret,

@@ -404,8 +404,6 @@ impl PrinterTask {
     }
 
     /// Runs one assignment to its end. `Err` when it was dropped or the agent stops.
-
-    /// Runs one assignment to its end. `Err` when it was dropped or the agent stops.
     async fn run_job(&mut self, a: pb::JobAssignment) -> Result<(), Stop> {
         tracing::info!(printer = %self.cfg.id, job = %a.job, epoch = a.epoch, "job starting");
         self.held_set(&a.job, HeldStatus::Preparing);

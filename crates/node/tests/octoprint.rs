@@ -1,7 +1,8 @@
 //! The OctoPrint driver against a real OctoPrint 1.11 with its bundled virtual printer, started
 //! here on 127.0.0.1 with a free port and every online feature off; then the node agent with
 //! an OctoPrint printer behind an in-process router over real gRPC: a routed job completes
-//! with progress on the customer's watch, a customer's cancel stops the print on OctoPrint,
+//! with progress on the customer's watch, a node restart mid-print re-attaches to the print
+//! (printed once), a customer's cancel stops the print on OctoPrint,
 //! and OctoPrint killed mid-print makes the printer offline and, past the grace, moves the job
 //! to another printer (a virtual Marlin printer on the serial driver, in the same node).
 //!
@@ -552,6 +553,38 @@ async fn a_routed_job_prints_on_octoprint_with_progress_and_a_customer_cancel_st
     assert!(
         files.to_string().contains(&name),
         "{name} not on OctoPrint: {files}"
+    );
+
+    // The node stops mid-print and starts again: OctoPrint prints on, and the new agent
+    // re-attaches to the print instead of starting it again.
+    let design = s.upload_gcode(60).await;
+    let job = s.submit(&design, "r").await;
+    s.wait_state(&job, pb::JobState::Printing, 30).await;
+    wait_for("OctoPrint printing", 20, async || {
+        op.state().await == "Printing"
+    })
+    .await;
+    agent.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        op.state().await,
+        "Printing",
+        "the print goes on without the node"
+    );
+    let agent = Agent::spawn(s.node(vec![octoprint_printer(&op, 60)]));
+    s.wait_state(&job, pb::JobState::Completed, 60).await;
+    let history = op.get("/api/files/local").await;
+    let name = format!("fab-{}-e1.gcode", job.name.trim_start_matches("jobs/"));
+    let prints = history["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name.as_str())
+        .map(|f| f["prints"]["success"].as_u64().unwrap_or(0));
+    assert_eq!(
+        prints,
+        Some(1),
+        "printed once, not started again: {history}"
     );
 
     // A long print, cancelled by the customer: OctoPrint stops printing.
