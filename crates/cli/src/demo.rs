@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fabrouter_api::v1 as pb;
-use fabrouter_node::config::{Location, MaterialConfig, Price, PrinterConfig, Technology};
+use fabrouter_node::config::{
+    DriverConfig, Location, MaterialConfig, Price, PrinterConfig, Technology,
+};
 use fabrouter_node::slicer::find_on_path;
 use fabrouter_node::{NodeConfig, run_agent};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -222,8 +224,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             .context("node")?;
         node.printers.push(PrinterConfig {
             id: p.id.into(),
-            port,
-            baud: 250_000,
+            driver: DriverConfig::Serial {
+                port,
+                baud: 250_000,
+                detect_timeout: Duration::from_secs(5),
+            },
+            offline_grace: Duration::from_secs(60),
             profile: "prusaslicer-b".into(),
             slicer_config: None,
             slicer_profile: None,
@@ -254,7 +260,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
             firmware_flavor: "marlin2".into(),
             max_hotend_c: 270.0,
             max_bed_c: 120.0,
-            detect_timeout: Duration::from_secs(5),
         });
     }
     let mut agents = Vec::new();

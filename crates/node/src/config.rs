@@ -9,12 +9,18 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::secret::Secret;
+
 /// Longest slicing run before the job fails, unless configured.
 const DEFAULT_SLICER_TIMEOUT_S: f64 = 600.0;
 /// Upper bound of the reconnect backoff, unless configured.
 const DEFAULT_RECONNECT_MAX_S: f64 = 10.0;
 /// Time for a printer to answer the serial handshake, unless configured.
 const DEFAULT_DETECT_TIMEOUT_S: f64 = 10.0;
+/// How often a network host's state is read, unless configured.
+const DEFAULT_POLL_S: f64 = 1.0;
+/// How long a print survives its host being unreachable, unless configured.
+const DEFAULT_OFFLINE_GRACE_S: f64 = 120.0;
 /// Longest accepted timeout or backoff in the file (a day); larger values are typos.
 const MAX_SECONDS: f64 = 86_400.0;
 
@@ -94,15 +100,59 @@ pub struct Price {
     pub setup_fee: f64,
 }
 
+/// How the node reaches a printer: the driver and its address and credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriverConfig {
+    /// G-code streamed over a serial port through the firmware bridge (`driver = "serial"`,
+    /// the default).
+    Serial {
+        /// Serial port (or a virtual printer's pty).
+        port: String,
+        /// Baud rate.
+        baud: u32,
+        /// Time for the printer to answer the serial handshake.
+        detect_timeout: Duration,
+    },
+    /// An OctoPrint server in front of the printer (`driver = "octoprint"`).
+    OctoPrint {
+        /// Base URL, e.g. `http://octopi.local` or `http://127.0.0.1:5000`.
+        url: String,
+        /// The API key (an application or user key).
+        api_key: Secret,
+        /// How often the host's state is read.
+        poll: Duration,
+    },
+}
+
+impl DriverConfig {
+    /// The driver's name as written in the TOML file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DriverConfig::Serial { .. } => "serial",
+            DriverConfig::OctoPrint { .. } => "octoprint",
+        }
+    }
+
+    /// Where the printer is, for logs (never a credential).
+    pub fn address(&self) -> &str {
+        match self {
+            DriverConfig::Serial { port, .. } => port,
+            DriverConfig::OctoPrint { url, .. } => url,
+        }
+    }
+}
+
 /// One printer of the node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrinterConfig {
     /// Unique within the node, e.g. "mk3s-1".
     pub id: String,
-    /// Serial port (or a virtual printer's pty).
-    pub port: String,
-    /// Baud rate.
-    pub baud: u32,
+    /// How the node reaches it.
+    pub driver: DriverConfig,
+    /// How long a print may go on without the node reaching its host before the node gives
+    /// the job up as the printer's fault (the router then re-routes it). Only drivers whose
+    /// host keeps printing on its own (not `serial`) wait; a serial print ends with its link.
+    pub offline_grace: Duration,
     /// Profile name the router routes by, e.g. "prusaslicer-b".
     pub profile: String,
     /// PrusaSlicer config for this printer; `None` uses the built-in `prusaslicer-b` config.
@@ -132,8 +182,6 @@ pub struct PrinterConfig {
     pub max_hotend_c: f64,
     /// Highest bed temperature, °C.
     pub max_bed_c: f64,
-    /// Time for the printer to answer the serial handshake.
-    pub detect_timeout: Duration,
 }
 
 /// The whole node configuration.
@@ -176,8 +224,15 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawPrinter {
     id: Spanned<String>,
-    port: Spanned<String>,
-    baud: Spanned<u32>,
+    driver: Option<Spanned<String>>,
+    port: Option<Spanned<String>>,
+    baud: Option<Spanned<u32>>,
+    url: Option<Spanned<String>>,
+    api_key: Option<Spanned<String>>,
+    api_key_file: Option<Spanned<PathBuf>>,
+    api_key_env: Option<Spanned<String>>,
+    poll_interval_s: Option<Spanned<f64>>,
+    offline_grace_s: Option<Spanned<f64>>,
     profile: Spanned<String>,
     slicer_config: Option<Spanned<PathBuf>>,
     presets: Option<Spanned<crate::presets::RawPresets>>,
@@ -283,6 +338,56 @@ impl Source<'_> {
                 Ok(Duration::from_secs_f64(*s.get_ref()))
             }
         }
+    }
+}
+
+impl Source<'_> {
+    /// A credential given inline (`KEY`), in a file (`KEY_file`) or in an environment
+    /// variable (`KEY_env`): exactly one of them. Errors name the key and the file or
+    /// variable, never the value.
+    fn secret(
+        &self,
+        base: &Path,
+        at: Range<usize>,
+        key: &str,
+        inline: Option<&Spanned<String>>,
+        file: Option<&Spanned<PathBuf>>,
+        env: Option<&Spanned<String>>,
+    ) -> Result<Secret, ConfigError> {
+        let secret = match (inline, file, env) {
+            (Some(s), None, None) => (Secret::new(s.get_ref()), s.span()),
+            (None, Some(f), None) => {
+                let p = resolve(base, f.get_ref());
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| self.err(f.span(), format!("cannot read {}: {e}", p.display())))?;
+                (Secret::new(text), f.span())
+            }
+            (None, None, Some(v)) => {
+                let text = std::env::var(v.get_ref()).map_err(|_| {
+                    self.err(
+                        v.span(),
+                        format!("environment variable {} is not set", v.get_ref()),
+                    )
+                })?;
+                (Secret::new(text), v.span())
+            }
+            (None, None, None) => {
+                return Err(self.err(
+                    at,
+                    format!("give the host's credential: {key}, {key}_file or {key}_env"),
+                ));
+            }
+            _ => {
+                return Err(self.err(
+                    at,
+                    format!("give only one of {key}, {key}_file and {key}_env"),
+                ));
+            }
+        };
+        if secret.0.is_empty() {
+            return Err(self.err(secret.1, format!("{key} is empty")));
+        }
+        Ok(secret.0)
     }
 }
 
@@ -422,8 +527,7 @@ impl NodeConfig {
             |s| is_id(s),
             "printer id must be 1-64 letters, digits, - or _",
         )?;
-        src.check(&p.port, |s| !s.is_empty(), "port is empty")?;
-        src.check(&p.baud, |b| *b > 0, "baud must be > 0")?;
+        let driver = Self::driver(src, p, base)?;
         src.check(&p.profile, |s| !s.is_empty(), "profile is empty")?;
         src.check(
             &p.build_volume_mm,
@@ -509,8 +613,12 @@ impl NodeConfig {
         let price = p.price.get_ref();
         Ok(PrinterConfig {
             id: p.id.get_ref().clone(),
-            port: p.port.get_ref().clone(),
-            baud: *p.baud.get_ref(),
+            driver,
+            offline_grace: src.seconds(
+                p.offline_grace_s.as_ref(),
+                DEFAULT_OFFLINE_GRACE_S,
+                "offline_grace_s",
+            )?,
             profile: p.profile.get_ref().clone(),
             slicer_config,
             slicer_profile,
@@ -535,12 +643,108 @@ impl NodeConfig {
                 .unwrap_or_else(|| "marlin2".into()),
             max_hotend_c,
             max_bed_c,
-            detect_timeout: src.seconds(
-                p.detect_timeout_s.as_ref(),
-                DEFAULT_DETECT_TIMEOUT_S,
-                "detect_timeout_s",
-            )?,
         })
+    }
+
+    /// The `driver` key and the keys that driver takes; a key of another driver is an error,
+    /// so a half-edited file is never read as something else.
+    fn driver(src: &Source, p: &RawPrinter, base: &Path) -> Result<DriverConfig, ConfigError> {
+        let name = p.driver.as_ref().map_or("serial", |d| d.get_ref().as_str());
+        let at = p.driver.as_ref().map_or(p.id.span(), |d| d.span());
+        // Keys each driver takes, to refuse the others by name.
+        let given: [(&str, Option<Range<usize>>); 8] = [
+            ("port", p.port.as_ref().map(|v| v.span())),
+            ("baud", p.baud.as_ref().map(|v| v.span())),
+            (
+                "detect_timeout_s",
+                p.detect_timeout_s.as_ref().map(|v| v.span()),
+            ),
+            ("url", p.url.as_ref().map(|v| v.span())),
+            ("api_key", p.api_key.as_ref().map(|v| v.span())),
+            ("api_key_file", p.api_key_file.as_ref().map(|v| v.span())),
+            ("api_key_env", p.api_key_env.as_ref().map(|v| v.span())),
+            (
+                "poll_interval_s",
+                p.poll_interval_s.as_ref().map(|v| v.span()),
+            ),
+        ];
+        let takes: &[&str] = match name {
+            "serial" => &["port", "baud", "detect_timeout_s"],
+            "octoprint" => &[
+                "url",
+                "api_key",
+                "api_key_file",
+                "api_key_env",
+                "poll_interval_s",
+            ],
+            other => {
+                return Err(src.err(
+                    at,
+                    format!("unknown driver {other:?}: use \"serial\" or \"octoprint\""),
+                ));
+            }
+        };
+        if let Some((key, Some(span))) = given
+            .iter()
+            .find(|(k, s)| s.is_some() && !takes.contains(k))
+        {
+            return Err(src.err(
+                span.clone(),
+                format!("{key} is not a setting of driver {name:?}"),
+            ));
+        }
+        match name {
+            "serial" => {
+                let (Some(port), Some(baud)) = (&p.port, &p.baud) else {
+                    return Err(src.err(
+                        at,
+                        "a serial printer needs port = \"/dev/ttyUSB0\" and baud = 115200",
+                    ));
+                };
+                src.check(port, |s| !s.is_empty(), "port is empty")?;
+                src.check(baud, |b| *b > 0, "baud must be > 0")?;
+                Ok(DriverConfig::Serial {
+                    port: port.get_ref().clone(),
+                    baud: *baud.get_ref(),
+                    detect_timeout: src.seconds(
+                        p.detect_timeout_s.as_ref(),
+                        DEFAULT_DETECT_TIMEOUT_S,
+                        "detect_timeout_s",
+                    )?,
+                })
+            }
+            _ => {
+                let Some(url) = &p.url else {
+                    return Err(
+                        src.err(at, "an octoprint printer needs url = \"http://host:port\"")
+                    );
+                };
+                src.check(
+                    url,
+                    |u| {
+                        (u.starts_with("http://") || u.starts_with("https://"))
+                            && u.parse::<tonic::transport::Uri>().is_ok()
+                    },
+                    "url must be an http:// or https:// address, e.g. \"http://127.0.0.1:5000\"",
+                )?;
+                Ok(DriverConfig::OctoPrint {
+                    url: url.get_ref().trim_end_matches('/').to_string(),
+                    api_key: src.secret(
+                        base,
+                        at,
+                        "api_key",
+                        p.api_key.as_ref(),
+                        p.api_key_file.as_ref(),
+                        p.api_key_env.as_ref(),
+                    )?,
+                    poll: src.seconds(
+                        p.poll_interval_s.as_ref(),
+                        DEFAULT_POLL_S,
+                        "poll_interval_s",
+                    )?,
+                })
+            }
+        }
     }
 }
 
@@ -598,6 +802,87 @@ max_hotend_c = 280"#,
         let (line, reason) = err(&with.replace("hotend_c = 245", "hotend_c = 300"));
         assert_eq!(line, 15, "{reason}");
         assert!(reason.contains("(0, 280]"), "{reason}");
+    }
+
+    /// GOOD with its printer on OctoPrint: `keys` replace the serial port and baud.
+    fn octoprint(keys: &str) -> String {
+        GOOD.replace(
+            "port = \"/dev/ttyUSB0\"\nbaud = 250000\n",
+            &format!("driver = \"octoprint\"\nurl = \"http://127.0.0.1:5000/\"\n{keys}"),
+        )
+    }
+
+    #[test]
+    fn an_octoprint_printer_takes_its_key_inline_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "from-file\n").unwrap();
+        let key = |text: &str| match NodeConfig::from_toml_str(text, dir.path()) {
+            Ok(c) => match &c.printers[0].driver {
+                DriverConfig::OctoPrint { url, api_key, poll } => {
+                    assert_eq!(url, "http://127.0.0.1:5000");
+                    assert_eq!(*poll, Duration::from_secs(1));
+                    api_key.expose().to_string()
+                }
+                other => panic!("{other:?}"),
+            },
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(key(&octoprint("api_key = \"inline\"\n")), "inline");
+        assert_eq!(key(&octoprint("api_key_file = \"key\"\n")), "from-file");
+        // Cargo sets CARGO_PKG_NAME for the test process (setting a variable is unsafe in
+        // edition 2024, and the workspace denies unsafe code).
+        let var = "CARGO_PKG_NAME";
+        assert_eq!(
+            key(&octoprint(&format!("api_key_env = \"{var}\"\n"))),
+            "fabrouter-node"
+        );
+
+        // The printer's Debug (as a log line would show it) never holds the key.
+        let c = NodeConfig::from_toml_str(&octoprint("api_key = \"s3cr3t-key\"\n"), dir.path())
+            .unwrap();
+        let shown = format!("{:?}", c.printers[0]);
+        assert!(
+            !shown.contains("s3cr3t-key") && shown.contains("redacted"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn driver_settings_are_checked_with_line_numbers() {
+        let (line, reason) =
+            err(&GOOD.replace("baud = 250000\n", "baud = 250000\ndriver = \"telnet\"\n"));
+        assert_eq!(line, 11, "{reason}");
+        assert!(reason.contains("unknown driver"), "{reason}");
+
+        let (line, reason) = err(&octoprint("api_key = \"k\"\nbaud = 1\n"));
+        assert_eq!(line, 12, "{reason}");
+        assert!(
+            reason.contains("baud is not a setting of driver \"octoprint\""),
+            "{reason}"
+        );
+
+        let (_, reason) = err(&octoprint(""));
+        assert!(
+            reason.contains("api_key, api_key_file or api_key_env"),
+            "{reason}"
+        );
+
+        let (_, reason) = err(&octoprint("api_key = \"k\"\napi_key_env = \"X\"\n"));
+        assert!(reason.contains("only one of"), "{reason}");
+
+        let (line, reason) = err(&octoprint("api_key_env = \"FABROUTER_SURELY_UNSET_VAR\"\n"));
+        assert_eq!(line, 11, "{reason}");
+        assert!(
+            reason.contains("FABROUTER_SURELY_UNSET_VAR is not set"),
+            "{reason}"
+        );
+
+        let (_, reason) = err(&GOOD.replace("port = \"/dev/ttyUSB0\"\n", ""));
+        assert!(reason.contains("needs port"), "{reason}");
+
+        let (_, reason) =
+            err(&octoprint("api_key = \"k\"\n").replace("http://127.0.0.1:5000/", "octopi.local"));
+        assert!(reason.contains("url must be"), "{reason}");
     }
 
     #[test]

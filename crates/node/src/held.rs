@@ -1,7 +1,8 @@
 //! The jobs this node holds, on disk, so neither a router restart nor the node's own restart
 //! loses track of a print: one small JSON file per job in `state_dir/jobs`, written to a
 //! temporary file and renamed. A job still marked as running when the node starts was
-//! interrupted by the restart: it becomes a failure to report, never a print to restart.
+//! interrupted by the restart: it becomes a failure to report, never a print to restart —
+//! unless a printer host runs it on its own, in which case the printer task re-attaches.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,14 @@ pub enum HeldStatus {
     Queued,
     /// Downloading or slicing.
     Preparing,
-    /// Streaming to the printer.
-    Printing,
+    /// Printing. `host_file` names the job's file on a printer host that prints on its own
+    /// (OctoPrint, ...): such a print survives a restart of the node, which re-attaches to it.
+    /// Without one (serial: the node streams the file), a restart ends the print.
+    Printing {
+        /// The file's name on the host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_file: Option<String>,
+    },
     /// Ended; the result goes to the router (again after every reconnect) until the router
     /// confirms it with `ResultAck` (or `Fenced`) for this epoch.
     Finished {
@@ -96,7 +103,8 @@ impl HeldJobs {
                 tracing::warn!(file = %path.display(), "unreadable held-job file skipped");
                 continue;
             };
-            if !matches!(job.status, HeldStatus::Finished { .. }) {
+            let reattach = matches!(job.status, HeldStatus::Printing { host_file: Some(_) });
+            if !reattach && !matches!(job.status, HeldStatus::Finished { .. }) {
                 let was = match job.status {
                     HeldStatus::Queued => "queued",
                     HeldStatus::Preparing => "preparing (download or slicing)",
@@ -202,7 +210,12 @@ mod tests {
             design: "designs/d".into(),
             status,
         };
-        held.put(job("jobs/a", HeldStatus::Printing)).unwrap();
+        held.put(job("jobs/a", HeldStatus::Printing { host_file: None }))
+            .unwrap();
+        let on_host = HeldStatus::Printing {
+            host_file: Some("fab-d-e2.gcode".into()),
+        };
+        held.put(job("jobs/d", on_host.clone())).unwrap();
         held.put(job(
             "jobs/b",
             HeldStatus::Finished {
@@ -217,7 +230,9 @@ mod tests {
         drop(held);
 
         let held = HeldJobs::open(dir.path()).unwrap();
-        assert_eq!(held.all().count(), 2);
+        assert_eq!(held.all().count(), 3);
+        // A print its host runs on its own is kept, to be re-attached.
+        assert_eq!(held.get("jobs/d").unwrap().status, on_host);
         let HeldStatus::Finished {
             success,
             reason,

@@ -1,29 +1,35 @@
-//! One task per printer: owns its serial link (reconnecting when it is lost), queues the
-//! assignments the router gives it, and runs each one: download, slice, stream through the
-//! firmware bridge, forward progress, obey pause/cancel/fence, record the result on disk
-//! before reporting it. The router connection is not needed for any of this: a running
-//! print never depends on the router being there.
+//! One task per printer: owns its printer's driver (reconnecting with backoff when the link is
+//! lost), queues the assignments the router gives it, and runs each one: download, slice,
+//! hand to the driver, forward progress, obey pause/cancel/fence, record the result on disk
+//! before reporting it. The router connection is not needed for any of this: a running print
+//! never depends on the router being there. Where the printer's host prints on its own
+//! (OctoPrint, ...), a print also survives the node losing the host for a while
+//! (`offline_grace_s`) and the node restarting: the task re-attaches to it by its file name.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fabrouter_api::v1 as pb;
-use firmware_bridge::serial::{DtrPolicy, open_serial};
-use firmware_bridge::{
-    BridgeConfig, ErrorClass, Event, GcodeJob, Outcome, PrinterHandle, Temperatures, connect,
-};
+use firmware_bridge::GcodeJob;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::config::PrinterConfig;
 use crate::ctx::Ctx;
 use crate::download::download_design;
+use crate::driver::{
+    Attach, Backoff, Driver, DriverError, DriverEvent, Events, HostState, JobEnd, PrintFile,
+    ProgressUpdate, Temps, host_file_name,
+};
 use crate::held::{HeldJob, HeldStatus};
 use crate::options::{JobInput, slicer_options};
 
-/// Wait between attempts to reach an offline printer.
-const RECONNECT_PRINTER: Duration = Duration::from_secs(2);
+/// First wait before reaching an offline printer again (doubled up to [`RECONNECT_MAX`]).
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+/// Longest wait between attempts to reach an offline printer.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Least time between two progress reports (layer changes always go out).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How long a cancelled print may take to run its end G-code at shutdown.
@@ -58,11 +64,6 @@ impl PrinterCmd {
     }
 }
 
-struct Link {
-    handle: PrinterHandle,
-    events: mpsc::UnboundedReceiver<Event>,
-}
-
 /// How a job ended, for the router.
 struct Ending {
     success: bool,
@@ -94,32 +95,33 @@ pub struct PrinterTask {
     ctx: Arc<Ctx>,
     rx: mpsc::UnboundedReceiver<PrinterCmd>,
     queue: VecDeque<pb::JobAssignment>,
-    link: Option<Link>,
+    driver: Option<Driver>,
+    /// The driver's events while it is connected.
+    events: Option<Events>,
+    backoff: Backoff,
     state: pb::PrinterState,
     message: String,
-    temps: Temperatures,
-}
-
-fn sensor(t: &Temperatures, names: &[&str]) -> (f64, f64) {
-    names
-        .iter()
-        .find_map(|n| t.get(n))
-        .map(|s| (f64::from(s.actual), f64::from(s.target.unwrap_or(0.0))))
-        .unwrap_or_default()
+    temps: Temps,
 }
 
 impl PrinterTask {
     /// A task for `cfg`, driven by `rx`.
     pub fn new(cfg: PrinterConfig, ctx: Arc<Ctx>, rx: mpsc::UnboundedReceiver<PrinterCmd>) -> Self {
+        let (driver, message) = match Driver::new(&cfg.id, &cfg.driver) {
+            Ok(d) => (Some(d), "not connected yet".to_string()),
+            Err(e) => (None, e.to_string()),
+        };
         Self {
             cfg,
             ctx,
             rx,
             queue: VecDeque::new(),
-            link: None,
+            driver,
+            events: None,
+            backoff: Backoff::new(RECONNECT_MIN, RECONNECT_MAX),
             state: pb::PrinterState::Offline,
-            message: "not connected yet".into(),
-            temps: Temperatures::default(),
+            message,
+            temps: Temps::default(),
         }
     }
 
@@ -137,15 +139,13 @@ impl PrinterTask {
     }
 
     fn report_status(&self) {
-        let (hotend_c, hotend_target_c) = sensor(&self.temps, &["T", "T0"]);
-        let (bed_c, bed_target_c) = sensor(&self.temps, &["B"]);
         self.send(pb::node_message::Msg::PrinterStatus(pb::PrinterStatus {
             printer_id: self.cfg.id.clone(),
             state: self.state as i32,
-            hotend_c,
-            hotend_target_c,
-            bed_c,
-            bed_target_c,
+            hotend_c: self.temps.hotend.0,
+            hotend_target_c: self.temps.hotend.1,
+            bed_c: self.temps.bed.0,
+            bed_target_c: self.temps.bed.1,
             message: self.message.clone(),
         }));
     }
@@ -163,37 +163,69 @@ impl PrinterTask {
         }
     }
 
-    async fn connect(&self) -> Result<Link, String> {
-        let port = open_serial(&self.cfg.port, self.cfg.baud, DtrPolicy::Assert)
-            .await
-            .map_err(|e| e.to_string())?;
-        let config = BridgeConfig {
-            detect_timeout: self.cfg.detect_timeout,
-            ..BridgeConfig::default()
+    fn host_keeps_printing(&self) -> bool {
+        self.driver
+            .as_ref()
+            .is_some_and(Driver::host_keeps_printing)
+    }
+
+    /// One attempt to reach the printer; on failure the printer is offline with the reason.
+    async fn try_connect(&mut self) -> Result<(), DriverError> {
+        let Some(driver) = self.driver.as_mut() else {
+            return Err(DriverError::Fault(self.message.clone()));
         };
-        let (handle, events) = connect(port, config).await.map_err(|e| e.to_string())?;
-        Ok(Link { handle, events })
+        match driver.connect().await {
+            Ok(events) => {
+                tracing::info!(printer = %self.cfg.id, driver = self.cfg.driver.name(), at = %self.cfg.driver.address(), "printer connected");
+                self.events = Some(events);
+                self.backoff.reset();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(printer = %self.cfg.id, error = %e, "printer not reachable");
+                self.set_state(pb::PrinterState::Offline, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// The print this node held across its restart on a host that runs it on its own.
+    fn held_on_host(&self) -> Option<(pb::JobAssignment, String)> {
+        let held = self.ctx.lock_held();
+        held.all().find_map(|h| match &h.status {
+            HeldStatus::Printing {
+                host_file: Some(file),
+            } if h.printer_id == self.cfg.id => Some((
+                pb::JobAssignment {
+                    job: h.job.clone(),
+                    epoch: h.epoch,
+                    printer_id: h.printer_id.clone(),
+                    design: h.design.clone(),
+                    ..Default::default()
+                },
+                file.clone(),
+            )),
+            _ => None,
+        })
     }
 
     /// Runs until the agent stops.
     pub async fn run(mut self) {
+        if let Some((a, file)) = self.held_on_host() {
+            tracing::info!(printer = %self.cfg.id, job = %a.job, %file, "re-attaching to the print the node held across its restart");
+            if let Err(Stop::Shutdown) = self.follow(&a, JobView::default(), &file, true).await {
+                return;
+            }
+        }
         let mut next_try = Instant::now();
         loop {
-            if self.link.is_none() && Instant::now() >= next_try {
-                match self.connect().await {
-                    Ok(link) => {
-                        tracing::info!(printer = %self.cfg.id, port = %self.cfg.port, "printer connected");
-                        self.link = Some(link);
-                        self.set_state(pb::PrinterState::Idle, "");
-                    }
-                    Err(e) => {
-                        tracing::warn!(printer = %self.cfg.id, error = %e, "printer not reachable");
-                        next_try = Instant::now() + RECONNECT_PRINTER;
-                        self.set_state(pb::PrinterState::Offline, &e);
-                    }
+            if self.events.is_none() && Instant::now() >= next_try {
+                match self.try_connect().await {
+                    Ok(()) => self.set_state(pb::PrinterState::Idle, ""),
+                    Err(_) => next_try = Instant::now() + self.backoff.next_delay(),
                 }
             }
-            if self.link.is_some()
+            if self.events.is_some()
                 && let Some(a) = self.queue.pop_front()
             {
                 if let Err(Stop::Shutdown) = self.run_job(a).await {
@@ -201,14 +233,13 @@ impl PrinterTask {
                 }
                 continue;
             }
-            let wait = next_try.saturating_duration_since(Instant::now());
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     None | Some(PrinterCmd::Shutdown) => return,
                     Some(cmd) => self.between_jobs(cmd),
                 },
-                ev = next_event(&mut self.link) => self.idle_event(ev),
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(50))), if self.link.is_none() => {}
+                ev = next_event(&mut self.events) => self.idle_event(ev),
+                _ = tokio::time::sleep_until(next_try.max(Instant::now() + Duration::from_millis(50))), if self.events.is_none() => {}
             }
         }
     }
@@ -238,7 +269,7 @@ impl PrinterTask {
                 reason,
             }));
         };
-        if self.link.is_none() {
+        if self.events.is_none() {
             let reason = format!("printer {} is offline: {}", self.cfg.id, self.message);
             decline(self, reason);
             return;
@@ -263,28 +294,34 @@ impl PrinterTask {
         self.queue.push_back(a);
     }
 
-    fn idle_event(&mut self, ev: Option<Event>) {
+    fn idle_event(&mut self, ev: Option<DriverEvent>) {
         match ev {
-            None => self.lost_link("the serial connection closed"),
-            Some(Event::Temperatures(t)) => self.temps = t,
-            Some(Event::State { state }) => {
-                use firmware_bridge::PrinterState as S;
-                if matches!(state, S::Halted | S::Disconnected) {
-                    self.lost_link(&format!("printer {state:?}"));
-                }
-            }
-            Some(_) => {}
+            None => self.lost_link("the connection to the printer closed"),
+            Some(DriverEvent::Lost(why)) => self.lost_link(&why),
+            Some(DriverEvent::Temperatures(t)) => self.temps = t,
+            // A host can be busy or in error without this node's job (someone at the printer).
+            Some(DriverEvent::State(s)) => match s {
+                HostState::Idle => self.set_state(pb::PrinterState::Idle, ""),
+                HostState::Printing => self.set_state(
+                    pb::PrinterState::Printing,
+                    "printing a job started at the host",
+                ),
+                HostState::Paused => self.set_state(
+                    pb::PrinterState::Paused,
+                    "a job started at the host is paused",
+                ),
+                HostState::Error(e) => self.set_state(pb::PrinterState::Maintenance, &e),
+            },
+            Some(DriverEvent::Progress(_) | DriverEvent::Finished(_)) => {}
         }
     }
 
     fn lost_link(&mut self, why: &str) {
-        self.link = None;
+        self.events = None;
         self.set_state(pb::PrinterState::Offline, why);
     }
 
     fn progress(&self, a: &pb::JobAssignment, p: &JobView, phase: &str) {
-        let (hotend_c, _) = sensor(&self.temps, &["T", "T0"]);
-        let (bed_c, _) = sensor(&self.temps, &["B"]);
         self.send(pb::node_message::Msg::Progress(pb::JobProgress {
             job: a.job.clone(),
             epoch: a.epoch,
@@ -294,8 +331,8 @@ impl PrinterTask {
             layer: p.layer,
             layers_total: p.layers_total,
             remaining_s: p.remaining_s,
-            hotend_c,
-            bed_c,
+            hotend_c: self.temps.hotend.0,
+            bed_c: self.temps.bed.0,
             phase: phase.into(),
         }));
     }
@@ -372,7 +409,7 @@ impl PrinterTask {
         self.held_set(&a.job, HeldStatus::Preparing);
         let mut view = JobView::default();
         // The first progress ("slicing") makes the job PREPARING on the router; "printing"
-        // progress from the bridge makes it PRINTING.
+        // progress from the driver makes it PRINTING.
         self.progress(&a, &view, "slicing");
         let mut paused = false;
         let prep = Self::prepare(Arc::clone(&self.ctx), self.cfg.clone(), a.clone());
@@ -431,147 +468,266 @@ impl PrinterTask {
         };
         view.lines_total = job.summary().commands;
         view.layers_total = job.summary().layers;
-        let Some(link) = self.link.as_ref() else {
+        let host_name = host_file_name(&a.job, a.epoch);
+        let (Some(driver), true) = (self.driver.as_mut(), self.events.is_some()) else {
             self.finish(
                 &a,
                 Ending::fault("the printer went offline before printing"),
             );
             return Ok(());
         };
-        let handle = link.handle.clone();
-        if let Err(e) = handle.start(job).await {
-            self.finish(
-                &a,
-                Ending::fault(format!("the printer refused the job: {e}")),
-            );
-            self.lost_link(&e.to_string());
+        let file = PrintFile {
+            path: gcode,
+            host_name: host_name.clone(),
+            job,
+        };
+        let started = driver.start(file).await;
+        if let Err(e) = started {
+            match e {
+                // The job's own trouble: it fails with the host's reason, the printer is fine.
+                DriverError::Refused(reason) => {
+                    self.finish(
+                        &a,
+                        Ending {
+                            success: false,
+                            reason,
+                            printer_fault: false,
+                        },
+                    );
+                }
+                e => {
+                    self.finish(&a, Ending::fault(e.to_string()));
+                    // Checked afresh before it gets work again.
+                    if let Some(d) = self.driver.as_mut() {
+                        d.disconnect().await;
+                    }
+                    self.lost_link(&e.to_string());
+                }
+            }
             return Ok(());
         }
-        self.held_set(&a.job, HeldStatus::Printing);
+        let host_file = self.host_keeps_printing().then(|| host_name.clone());
+        self.held_set(&a.job, HeldStatus::Printing { host_file });
         self.set_state(pb::PrinterState::Printing, "");
-        if paused && handle.pause().await.is_ok() {
+        if paused
+            && let Some(d) = self.driver.as_mut()
+            && d.pause().await.is_ok()
+        {
             self.set_state(pb::PrinterState::Paused, "paused by the router");
         }
+        self.follow(&a, view, &host_name, false).await
+    }
+
+    /// Follows a started job to its end: its events, the router's commands, and (for a host
+    /// that prints on its own) outages of the host, re-attaching after each. With `reattach`
+    /// the link is (re)made first and the job looked up on the host.
+    async fn follow(
+        &mut self,
+        a: &pb::JobAssignment,
+        mut view: JobView,
+        host_name: &str,
+        reattach: bool,
+    ) -> Result<(), Stop> {
         let mut dropped = false;
-        let mut last_error = String::new();
         let mut last_sent = Instant::now();
+        let mut lost_since = reattach.then(Instant::now);
+        let mut next_try = Instant::now();
+        if reattach {
+            self.events = None;
+            self.set_state(
+                pb::PrinterState::Offline,
+                "re-attaching to the print in progress",
+            );
+        }
         loop {
             tokio::select! {
-                ev = next_event(&mut self.link) => {
-                    let Some(ev) = ev else {
-                        let why = if last_error.is_empty() { "the serial connection to the printer was lost".to_string() } else { last_error.clone() };
+                ev = next_event(&mut self.events) => match ev {
+                    None | Some(DriverEvent::Lost(_)) => {
+                        let why = match ev {
+                            Some(DriverEvent::Lost(why)) => why,
+                            _ => "the connection to the printer was lost".to_string(),
+                        };
                         self.lost_link(&why);
-                        if !dropped {
-                            self.finish(&a, Ending::fault(why));
-                        }
-                        break;
-                    };
-                    match ev {
-                        Event::Progress(p) => {
-                            view.lines_sent = p.lines_sent;
-                            if let Some(t) = p.lines_total { view.lines_total = t; }
-                            view.remaining_s = p.remaining_s.unwrap_or(0.0);
-                            if last_sent.elapsed() >= PROGRESS_EVERY {
-                                last_sent = Instant::now();
-                                self.progress(&a, &view, if self.state == pb::PrinterState::Paused { "paused" } else { view.phase() });
-                            }
-                        }
-                        Event::Layer { number, total, .. } => {
-                            view.layer = number;
-                            if let Some(t) = total { view.layers_total = t; }
-                            last_sent = Instant::now();
-                            self.progress(&a, &view, view.phase());
-                        }
-                        Event::Temperatures(t) => {
-                            view.heating = t.heating(5.0);
-                            self.temps = t;
-                        }
-                        Event::Error { class, message } => {
-                            if class == ErrorClass::Fatal {
-                                last_error = message;
-                            }
-                        }
-                        Event::State { state } => {
-                            use firmware_bridge::PrinterState as S;
-                            match state {
-                                S::Paused => self.set_state(pb::PrinterState::Paused, ""),
-                                S::Printing => self.set_state(pb::PrinterState::Printing, ""),
-                                _ => {}
-                            }
-                        }
-                        Event::Finished { outcome, reason, stats } => {
-                            let reason = reason.unwrap_or_default();
-                            tracing::info!(job = %a.job, ?outcome, lines = stats.lines, resends = stats.resends, elapsed_s = stats.elapsed_s, "print ended");
+                        if !self.host_keeps_printing() {
                             if dropped {
                                 self.held_remove(&a.job);
-                            } else {
-                                match outcome {
-                                    Outcome::Completed => {
-                                        view.lines_sent = view.lines_total;
-                                        view.remaining_s = 0.0;
-                                        self.progress(&a, &view, "done");
-                                        self.finish(&a, Ending { success: true, reason: String::new(), printer_fault: false });
-                                    }
-                                    Outcome::Cancelled => self.finish(&a, Ending::fault(format!("the print was cancelled at the printer: {reason}"))),
-                                    Outcome::Failed => {
-                                        let why = if reason.is_empty() { last_error.clone() } else { reason };
-                                        self.finish(&a, Ending::fault(format!("the printer failed: {why}")));
-                                    }
-                                }
+                                return Err(Stop::Dropped);
                             }
-                            if outcome == Outcome::Failed {
-                                // A failed printer is checked afresh before it gets work again.
-                                if let Some(l) = self.link.take() {
-                                    let _ = l.handle.disconnect().await;
-                                }
-                                self.set_state(pb::PrinterState::Offline, "the last print failed; reconnecting");
-                            } else {
-                                self.set_state(pb::PrinterState::Idle, "");
-                            }
-                            break;
+                            self.finish(a, Ending::fault(why));
+                            return Ok(());
                         }
-                        Event::Firmware(_) | Event::HostAction(_) => {}
+                        tracing::warn!(printer = %self.cfg.id, job = %a.job, %why, grace_s = self.cfg.offline_grace.as_secs_f64(), "lost the printer's host mid-print; the host prints on, reconnecting");
+                        lost_since.get_or_insert_with(Instant::now);
+                        next_try = Instant::now() + self.backoff.next_delay();
                     }
-                }
-                cmd = self.rx.recv() => match cmd {
-                    None | Some(PrinterCmd::Shutdown) => {
-                        let _ = handle.cancel().await;
-                        // Heaters off before the agent goes; bounded so a dead printer cannot hold the stop.
-                        let end = tokio::time::timeout(SHUTDOWN_CANCEL, async {
-                            while let Some(ev) = next_event(&mut self.link).await {
-                                if matches!(ev, Event::Finished { .. }) { break; }
-                            }
-                        }).await;
-                        if end.is_err() {
-                            tracing::warn!(job = %a.job, "the printer did not confirm the cancel");
+                    Some(DriverEvent::Progress(u)) => {
+                        let new_layer = view.merge(&u);
+                        if new_layer || last_sent.elapsed() >= PROGRESS_EVERY {
+                            last_sent = Instant::now();
+                            let phase = if self.state == pb::PrinterState::Paused { "paused" } else { view.phase() };
+                            self.progress(a, &view, phase);
                         }
-                        self.finish(&a, Ending::fault("interrupted: fab-node was stopped mid-print"));
-                        return Err(Stop::Shutdown);
                     }
-                    Some(c) if c.targets(&a.job, a.epoch) => match c {
-                        PrinterCmd::Pause { .. } => {
-                            if let Err(e) = handle.pause().await { tracing::warn!(job = %a.job, error = %e, "pause"); }
-                        }
-                        PrinterCmd::Resume { .. } => {
-                            if let Err(e) = handle.resume().await { tracing::warn!(job = %a.job, error = %e, "resume"); }
-                        }
-                        _ => {
-                            tracing::info!(job = %a.job, "stopping the print: cancelled or moved by the router");
-                            dropped = true;
-                            if let Err(e) = handle.cancel().await {
+                    Some(DriverEvent::Temperatures(t)) => {
+                        view.heating = t.heating;
+                        self.temps = t;
+                    }
+                    Some(DriverEvent::State(s)) => match s {
+                        HostState::Paused => self.set_state(pb::PrinterState::Paused, ""),
+                        HostState::Printing => self.set_state(pb::PrinterState::Printing, ""),
+                        HostState::Idle | HostState::Error(_) => {}
+                    },
+                    Some(DriverEvent::Finished(end)) => return self.ended(a, &mut view, end, dropped).await,
+                },
+                _ = tokio::time::sleep_until(next_try), if self.events.is_none() => {
+                    match self.reconnect_and_attach(host_name).await {
+                        Ok(Attach::Running) => {
+                            lost_since = None;
+                            tracing::info!(printer = %self.cfg.id, job = %a.job, "re-attached to the print in progress");
+                            self.set_state(pb::PrinterState::Printing, "");
+                            if dropped && let Some(d) = self.driver.as_mut() && let Err(e) = d.cancel().await {
                                 tracing::warn!(job = %a.job, error = %e, "cancel");
                             }
                         }
-                    },
+                        Ok(Attach::Ended(end)) => return self.ended(a, &mut view, end, dropped).await,
+                        Err(e) => {
+                            self.events = None;
+                            self.set_state(pb::PrinterState::Offline, &e.to_string());
+                            next_try = Instant::now() + self.backoff.next_delay();
+                            if lost_since.is_some_and(|t| t.elapsed() > self.cfg.offline_grace) {
+                                if dropped {
+                                    self.held_remove(&a.job);
+                                    return Err(Stop::Dropped);
+                                }
+                                self.finish(a, Ending::fault(format!(
+                                    "the printer's host was unreachable for more than {:.0} s mid-print: {e}",
+                                    self.cfg.offline_grace.as_secs_f64()
+                                )));
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                cmd = self.rx.recv() => match cmd {
+                    None | Some(PrinterCmd::Shutdown) => return self.shutdown_mid_print(a).await,
+                    Some(c) if c.targets(&a.job, a.epoch) => {
+                        let Some(d) = self.driver.as_mut() else { continue };
+                        let connected = self.events.is_some();
+                        match c {
+                            PrinterCmd::Pause { .. } if connected => {
+                                if let Err(e) = d.pause().await { tracing::warn!(job = %a.job, error = %e, "pause"); }
+                            }
+                            PrinterCmd::Resume { .. } if connected => {
+                                if let Err(e) = d.resume().await { tracing::warn!(job = %a.job, error = %e, "resume"); }
+                            }
+                            PrinterCmd::Pause { .. } | PrinterCmd::Resume { .. } => {
+                                tracing::warn!(job = %a.job, "the printer is unreachable: pause/resume not delivered");
+                            }
+                            _ => {
+                                tracing::info!(job = %a.job, "stopping the print: cancelled or moved by the router");
+                                dropped = true;
+                                // Unreachable now: the cancel goes out when the host is back.
+                                if connected && let Err(e) = d.cancel().await {
+                                    tracing::warn!(job = %a.job, error = %e, "cancel");
+                                }
+                            }
+                        }
+                    }
                     Some(c) => self.between_jobs(c),
                 },
             }
         }
+    }
+
+    async fn reconnect_and_attach(&mut self, host_name: &str) -> Result<Attach, DriverError> {
+        self.try_connect().await?;
+        let Some(d) = self.driver.as_mut() else {
+            return Err(DriverError::Fault("no driver".into()));
+        };
+        d.attach(host_name).await
+    }
+
+    /// The job ended on the printer: report it (unless the router dropped it).
+    async fn ended(
+        &mut self,
+        a: &pb::JobAssignment,
+        view: &mut JobView,
+        end: JobEnd,
+        dropped: bool,
+    ) -> Result<(), Stop> {
         if dropped {
             self.held_remove(&a.job);
+            self.set_state(pb::PrinterState::Idle, "");
             return Err(Stop::Dropped);
         }
+        let failed = match end {
+            JobEnd::Completed => {
+                view.lines_sent = view.lines_total;
+                view.fraction = Some(1.0);
+                view.remaining_s = 0.0;
+                self.progress(a, view, "done");
+                self.finish(
+                    a,
+                    Ending {
+                        success: true,
+                        reason: String::new(),
+                        printer_fault: false,
+                    },
+                );
+                false
+            }
+            JobEnd::Cancelled(reason) => {
+                self.finish(
+                    a,
+                    Ending::fault(format!("the print was cancelled at the printer: {reason}")),
+                );
+                false
+            }
+            JobEnd::Fault(reason) => {
+                self.finish(a, Ending::fault(format!("the printer failed: {reason}")));
+                true
+            }
+        };
+        if failed {
+            // A failed printer is checked afresh before it gets work again.
+            if let Some(d) = self.driver.as_mut() {
+                d.disconnect().await;
+            }
+            self.lost_link("the last print failed; reconnecting");
+        } else {
+            self.set_state(pb::PrinterState::Idle, "");
+        }
         Ok(())
+    }
+
+    /// The agent stops mid-print. A print the node streams is cancelled (heaters off) and
+    /// reported as interrupted; a print its host runs on its own goes on, held on disk, and
+    /// the next start re-attaches to it.
+    async fn shutdown_mid_print(&mut self, a: &pb::JobAssignment) -> Result<(), Stop> {
+        if self.host_keeps_printing() {
+            tracing::info!(job = %a.job, "leaving the print to its host; the next start re-attaches");
+            return Err(Stop::Shutdown);
+        }
+        if let Some(d) = self.driver.as_mut() {
+            let _ = d.cancel().await;
+        }
+        // Heaters off before the agent goes; bounded so a dead printer cannot hold the stop.
+        let end = tokio::time::timeout(SHUTDOWN_CANCEL, async {
+            while let Some(ev) = next_event(&mut self.events).await {
+                if matches!(ev, DriverEvent::Finished(_) | DriverEvent::Lost(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        if end.is_err() {
+            tracing::warn!(job = %a.job, "the printer did not confirm the cancel");
+        }
+        self.finish(
+            a,
+            Ending::fault("interrupted: fab-node was stopped mid-print"),
+        );
+        Err(Stop::Shutdown)
     }
 }
 
@@ -612,9 +768,9 @@ async fn check_gcode(file: &Path, cfg: &PrinterConfig) -> Result<(), Ending> {
 }
 
 /// Waits for the link's next event; pends forever without a link.
-async fn next_event(link: &mut Option<Link>) -> Option<Event> {
-    match link {
-        Some(l) => l.events.recv().await,
+async fn next_event(events: &mut Option<Events>) -> Option<DriverEvent> {
+    match events {
+        Some(e) => e.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -622,6 +778,7 @@ async fn next_event(link: &mut Option<Link>) -> Option<Event> {
 /// What the node knows about a running job.
 #[derive(Debug, Default)]
 struct JobView {
+    fraction: Option<f64>,
     lines_sent: u64,
     lines_total: u64,
     layer: u32,
@@ -631,7 +788,36 @@ struct JobView {
 }
 
 impl JobView {
+    /// Takes what a driver reported; true when a new layer began.
+    fn merge(&mut self, u: &ProgressUpdate) -> bool {
+        if let Some(f) = u.fraction {
+            self.fraction = Some(f);
+        }
+        if let Some(n) = u.lines_sent {
+            self.lines_sent = n;
+        }
+        if let Some(n) = u.lines_total {
+            self.lines_total = n;
+        }
+        if let Some(n) = u.layers_total {
+            self.layers_total = n;
+        }
+        if let Some(s) = u.remaining_s {
+            self.remaining_s = s;
+        }
+        match u.layer {
+            Some(l) if l != self.layer => {
+                self.layer = l;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn fraction(&self) -> f64 {
+        if let Some(f) = self.fraction {
+            return f.clamp(0.0, 1.0);
+        }
         if self.lines_total == 0 {
             0.0
         } else {

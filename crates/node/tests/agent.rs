@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fabrouter_api::v1 as pb;
-use fabrouter_node::config::{Location, MaterialConfig, Price, PrinterConfig, Technology};
+use fabrouter_node::config::{
+    DriverConfig, Location, MaterialConfig, Price, PrinterConfig, Technology,
+};
 use fabrouter_node::{NodeConfig, run_agent};
 use fabrouter_server::NetworkConfig;
 use fabrouter_testkit::Tool;
@@ -141,8 +143,12 @@ fn reference_cube() -> Vec<u8> {
 fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
     PrinterConfig {
         id: id.into(),
-        port: vp.slave_path().unwrap().to_str().unwrap().into(),
-        baud: 250_000,
+        driver: DriverConfig::Serial {
+            port: vp.slave_path().unwrap().to_str().unwrap().into(),
+            baud: 250_000,
+            detect_timeout: Duration::from_secs(3),
+        },
+        offline_grace: Duration::from_secs(60),
         profile: "prusaslicer-b".into(),
         slicer_config: None,
         slicer_profile: None,
@@ -169,7 +175,6 @@ fn printer(id: &str, vp: &VirtualPrinter, at: (f64, f64)) -> PrinterConfig {
         firmware_flavor: "marlin2".into(),
         max_hotend_c: 270.0,
         max_bed_c: 120.0,
-        detect_timeout: Duration::from_secs(3),
     }
 }
 

@@ -48,6 +48,20 @@ pub enum Tool {
     /// Chromium (`chromium` on PATH), Node.js, and `web/node_modules` with playwright-core: the
     /// web app's browser tests.
     Browser,
+    /// OctoPrint in its virtual environment under [`hosts_dir`] (`.ci/run` installs it): the
+    /// node's OctoPrint driver is tested against it.
+    OctoPrint,
+}
+
+/// Where the printer hosts the drivers are tested against live, one Python virtual
+/// environment each (`octoprint/`, ...): `FABROUTER_HOSTS_DIR`, else
+/// `~/.cache/fabrouter/hosts`. They are tools, like PrusaSlicer, not test data.
+pub fn hosts_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FABROUTER_HOSTS_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/fabrouter/hosts")
 }
 
 /// The variable that names the `prusalink` executable (e.g. in a virtual environment).
@@ -62,12 +76,13 @@ pub fn prusalink() -> Option<PathBuf> {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 5] = [
+    pub const ALL: [Tool; 6] = [
         Tool::PrusaSlicer,
         Tool::PythonGrpc,
         Tool::PrusaLink,
         Tool::Postgres,
         Tool::Browser,
+        Tool::OctoPrint,
     ];
 
     /// The cfg set when the tool is missing (declared with `rustc-check-cfg`).
@@ -78,6 +93,7 @@ impl Tool {
             Tool::PrusaLink => "missing_prusalink",
             Tool::Postgres => "missing_postgres",
             Tool::Browser => "missing_browser",
+            Tool::OctoPrint => "missing_octoprint",
         }
     }
 
@@ -102,6 +118,10 @@ impl Tool {
             Tool::Browser => {
                 "chromium, node or web/node_modules is missing \
                  (apt-get install chromium nodejs npm; then npm ci in web/)"
+            }
+            Tool::OctoPrint => {
+                "OctoPrint is not installed in ~/.cache/fabrouter/hosts/octoprint \
+                 (or $FABROUTER_HOSTS_DIR/octoprint): see the printer-hosts section of .ci/run"
             }
         }
     }
@@ -133,6 +153,7 @@ impl Tool {
                         .join("web/node_modules/playwright-core/package.json")
                         .is_file()
             }
+            Tool::OctoPrint => hosts_dir().join("octoprint/bin/octoprint").is_file(),
         }
     }
 }
@@ -209,7 +230,7 @@ pub fn cube_stl(size_mm: f32) -> Vec<u8> {
 
 /// For a crate's `build.rs`.
 pub mod build {
-    use super::{Tool, ci};
+    use super::{Tool, ci, hosts_dir};
 
     /// Declares the `missing_*` cfgs and sets those of the `tools` that are missing on this
     /// machine (none under `CI=true`). Reruns when PATH or CI change, or a PATH directory gains
@@ -245,6 +266,21 @@ pub mod build {
                 "cargo::rerun-if-changed={}",
                 super::repo_root().join("web/node_modules").display()
             );
+        }
+        if tools.contains(&Tool::OctoPrint) {
+            println!("cargo::rerun-if-env-changed=FABROUTER_HOSTS_DIR");
+            println!("cargo::rerun-if-env-changed=HOME");
+            let dir = hosts_dir();
+            // Watch the nearest existing directory, so a later install is noticed.
+            if let Some(d) = dir.ancestors().find(|d| d.is_dir()) {
+                println!("cargo::rerun-if-changed={}", d.display());
+            }
+            if dir.is_dir() {
+                println!(
+                    "cargo::rerun-if-changed={}",
+                    dir.join("octoprint").display()
+                );
+            }
         }
         let ci = ci();
         for &tool in tools {
