@@ -213,6 +213,8 @@ fn executed(vp: &VirtualPrinter) -> Vec<String> {
         .into_iter()
         .filter(|e| e.line.is_some())
         .map(|e| e.command)
+        // Numbered M105s are the sender's probes for a late `ok`, not the file's lines.
+        .filter(|c| c != "M105")
         .collect()
 }
 
@@ -222,6 +224,7 @@ fn gcode_commands(path: &Path) -> Vec<String> {
         .unwrap()
         .lines()
         .filter_map(firmware_bridge::gcode::clean_line)
+        .filter(|c| *c != "M105")
         .map(str::to_string)
         .collect()
 }

@@ -445,6 +445,7 @@ fn printer(id: &str, driver: DriverConfig, at: (f64, f64), grace_s: u64) -> Prin
         offline_grace: Duration::from_secs(grace_s),
         profile: "prusaslicer-b".into(),
         slicer_config: None,
+        slicer_profile: None,
         technology: Technology::Fdm,
         build_volume_mm: [200.0, 200.0, 200.0],
         nozzle_mm: 0.4,
