@@ -41,6 +41,11 @@ pub use profile::{
 
 use serde::{Deserialize, Serialize};
 
+/// The estimation model's version. Figures cached by a design's and a profile's hashes are
+/// keyed by it too, so a router upgraded to a changed model recomputes them instead of serving
+/// the old model's figures. Raise it whenever a change moves any estimate.
+pub const MODEL_VERSION: u32 = 2;
+
 /// At most this many layers are sliced; more means a wrong layer height or wrong units.
 pub const MAX_LAYERS: usize = 20_000;
 

@@ -240,7 +240,11 @@ pub fn estimate_to_pb(design: &str, profile: &Profile, e: &est::Estimate) -> pb:
 }
 
 fn cache_key(sha256: &str, profile: &Profile) -> String {
-    format!("estimate/{sha256}/{}", profile.content_hash())
+    format!(
+        "estimate/v{}/{sha256}/{}",
+        fabrouter_estimator::MODEL_VERSION,
+        profile.content_hash()
+    )
 }
 
 /// Why a design has no estimate on a profile.
