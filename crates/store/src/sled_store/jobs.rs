@@ -572,47 +572,6 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_submissions_with_one_key_store_one_set_of_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-        for round in 0..20 {
-            let key = format!("k{round}");
-            let outcomes: Vec<(Vec<String>, Created)> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..4)
-                    .map(|t| {
-                        let (store, key) = (&store, &key);
-                        s.spawn(move || {
-                            let mine: Vec<JobRecord> = (0..3)
-                                .map(|n| job(&format!("r{round}-t{t}-{n}"), 0, 1, true))
-                                .collect();
-                            let evs = vec![vec![b"created".to_vec()]; 3];
-                            let ids = mine.iter().map(|j| j.id.clone()).collect();
-                            (ids, store.create_jobs("alice", key, &mine, &evs).unwrap())
-                        })
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap()).collect()
-            });
-            let winners: Vec<&Vec<String>> = outcomes
-                .iter()
-                .filter(|(_, c)| *c == Created::New)
-                .map(|(ids, _)| ids)
-                .collect();
-            assert_eq!(winners.len(), 1, "round {round}: {outcomes:?}");
-            for (_, c) in &outcomes {
-                if let Created::Replayed(ids) = c {
-                    assert_eq!(ids, winners[0]);
-                }
-            }
-        }
-        // Only the winners' jobs remain, with their events.
-        let listed = store.list_jobs("alice", None, 1000).unwrap();
-        assert_eq!(listed.len(), 20 * 3);
-        assert_eq!(store.active_jobs().unwrap().len(), 20 * 3);
-        assert_eq!(store.jobs.job_events.len(), 20 * 3);
-    }
-
-    #[test]
     fn job_records_round_trip_and_json_records_of_older_versions_still_read() {
         let rec = JobRecord {
             id: "0190abcd".into(),
